@@ -1,0 +1,290 @@
+"""Version 1 of the PROXY protocol: one line of text (spec section 2.1).
+
+``PROXY`` SP family SP source SP destination SP source-port SP dest-port CRLF,
+at most 107 bytes, where the family is ``TCP4``, ``TCP6`` or ``UNKNOWN`` (after
+which anything may follow up to the CRLF).
+
+:func:`unpack_v1` is the strict, incremental reader; :func:`pack_v1` the
+writer. :class:`ProxyProtocolV1` keeps both upstream generations' methods.
+
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from socket import AF_INET, AF_INET6, AF_UNSPEC, SOCK_STREAM, AddressFamily
+from typing import TYPE_CHECKING, Final, NoReturn, Optional, Union
+
+from .base import ProxyProtocol
+from .errors import (NeedMore, ProxyProtocolBuildError,
+                     ProxyProtocolSyntaxError, ProxyProtocolTooLongError)
+from .result import (ProxyResult, ProxyResultIPv4, ProxyResultIPv6,
+                     ProxyResultType, ProxyResultUnknown, decode_packed,
+                     decode_text)
+from .tlv import EMPTY_TLV
+
+if TYPE_CHECKING:
+    from .typing import Buffer, SockAddr
+
+__all__ = ['ProxyProtocolV1', 'unpack_v1', 'pack_v1', 'MAX_V1_LENGTH',
+           'V1_SIGNATURE']
+
+#: The longest valid v1 line, CRLF included (spec section 2.1).
+MAX_V1_LENGTH: Final = 107
+
+#: How every v1 header starts.
+V1_SIGNATURE: Final = b'PROXY '
+
+_OCTET = rb'(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])'
+_IPV4 = rb'(' + _OCTET + rb'(?:\.' + _OCTET + rb'){3})'
+# 0-65535 in plain decimal, without leading zeros.
+_PORT = (rb'(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}'
+         rb'|655[0-2][0-9]|6553[0-5])')
+_TCP4: Final = re.compile(
+    rb'PROXY TCP4 ' + _IPV4 + b' ' + _IPV4 + b' ' + _PORT + b' ' + _PORT
+    + rb'\r\n')
+_TCP6: Final = re.compile(
+    rb'PROXY TCP6 ([0-9A-Fa-f:.]{2,45}) ([0-9A-Fa-f:.]{2,45}) ' + _PORT + b' '
+    + _PORT + rb'\r\n')
+_IPV4_FULL: Final = re.compile(_IPV4)
+_FIELDS: Final = ('v1.signature', 'v1.family', 'v1.source', 'v1.dest',
+                  'v1.source_port', 'v1.dest_port')
+_FAMILIES: Final = (b'TCP4', b'TCP6', b'UNKNOWN')
+_inet_pton = socket.inet_pton
+
+
+def _fail(message: str, field: str, offset: int) -> NoReturn:
+    raise ProxyProtocolSyntaxError(message, field=field, offset=offset)
+
+
+def _check_field(index: int, value: bytes, family: bytes, offset: int,
+                 complete: bool) -> None:
+    # Checks one space-separated field; an incomplete field need only be
+    # the start of a valid one.
+    field = _FIELDS[index]
+    if index == 0:
+        if value != b'PROXY' if complete else not b'PROXY'.startswith(value):
+            _fail('not a PROXY protocol v1 header', field, offset)
+    elif index == 1:
+        if value not in _FAMILIES if complete \
+                else not any(f.startswith(value) for f in _FAMILIES):
+            _fail(f'unsupported family {value[:8]!r}, expected TCP4, TCP6 '
+                  'or UNKNOWN', field, offset)
+    elif index in (2, 3):
+        if family == b'TCP4':
+            _check_ipv4(value, field, offset, complete)
+        else:
+            _check_ipv6(value, field, offset, complete)
+    else:
+        _check_port(value, field, offset, complete)
+
+
+def _check_ipv4(value: bytes, field: str, offset: int, complete: bool) -> None:
+    if complete:
+        if _IPV4_FULL.fullmatch(value) is None:
+            _fail(f'invalid IPv4 address {value!r}: four decimal octets '
+                  '0-255 without leading zeros', field, offset)
+        return
+    octets = value.split(b'.')
+    if len(octets) > 4 or len(value) > 15:
+        _fail(f'invalid IPv4 address {value!r}', field, offset)
+    for i, octet in enumerate(octets):
+        last = i == len(octets) - 1
+        if (not octet and not last) or not (octet.isdigit() or not octet) \
+                or len(octet) > 3 or (len(octet) > 1 and octet[:1] == b'0') \
+                or (octet and int(octet) > 255):
+            _fail(f'invalid IPv4 address {value!r}: four decimal octets '
+                  '0-255 without leading zeros', field, offset)
+
+
+def _check_ipv6(value: bytes, field: str, offset: int, complete: bool) -> None:
+    if len(value) > 45 or value.strip(b'0123456789abcdefABCDEF:.'):
+        _fail(f'invalid IPv6 address {value[:46]!r}: hexadecimal groups and '
+              'colons only, no zone id', field, offset)
+    if complete:
+        try:
+            _inet_pton(socket.AF_INET6, value.decode('ascii'))
+        except (OSError, ValueError):
+            _fail(f'invalid IPv6 address {value!r}', field, offset)
+
+
+def _check_port(value: bytes, field: str, offset: int, complete: bool) -> None:
+    if (complete and not value) or (value and not value.isdigit()) \
+            or len(value) > 5 or (len(value) > 1 and value[:1] == b'0') \
+            or (value and int(value) > 65535):
+        _fail(f'invalid port {value[:8]!r}: decimal 0-65535 without sign or '
+              'leading zeros', field, offset)
+
+
+def _check_fields(body: bytes, complete: bool) -> None:
+    # Checks the fields of a line without its CRLF. When the line is not
+    # complete yet, its last field need only be the start of a valid one.
+    fields = body.split(b' ')
+    family = fields[1] if len(fields) > 1 else b''
+    offset = 0
+    last_index = len(fields) - 1
+    for index, value in enumerate(fields):
+        if index >= 6:
+            _fail('too many fields', 'v1', offset)
+        whole = complete or index < last_index
+        if not value and whole:
+            _fail('fields must be separated by exactly one space',
+                  _FIELDS[index], offset)
+        _check_field(index, value, family, offset, whole)
+        offset += len(value) + 1
+    if complete and len(fields) < 6:
+        _fail(f'expected 6 fields, found {len(fields)}',
+              _FIELDS[len(fields)], len(body))
+
+
+def _is_unknown(data: bytes) -> bool:
+    # "UNKNOWN" and then anything up to the CRLF (spec section 2.1).
+    return data.startswith(b'PROXY UNKNOWN') and (
+        len(data) == 13 or data[13] in (0x20, 0x0D))
+
+
+_NEED_LINE: Final = NeedMore(want_line=True)
+
+
+def unpack_v1(data: Buffer) -> Union[tuple[ProxyResult, int], NeedMore]:
+    """Read a v1 header from the start of ``data``.
+
+    Returns the result and the length of the header line, or
+    ``NeedMore(want_line=True)`` while the line is incomplete but could still
+    become valid. Raises :class:`~proxyprotocol.errors.ProxyProtocolSyntaxError`
+    as soon as it cannot.
+
+    """
+    if type(data) is not bytes:
+        data = bytes(data[:MAX_V1_LENGTH])
+    match = _tcp4_match(data)
+    if match is not None:
+        return _new_ipv4(match.groups(), decode_text, SOCK_STREAM,
+                         EMPTY_TLV), match.end()
+    return _unpack_slow(data)
+
+
+_tcp4_match = _TCP4.match
+_new_ipv4 = ProxyResultIPv4._from_wire
+
+
+def _unpack_slow(data: bytes) -> Union[tuple[ProxyResult, int], NeedMore]:
+    line_end = data.find(b'\n', 0, MAX_V1_LENGTH)
+    if line_end < 0:
+        if len(data) >= MAX_V1_LENGTH:
+            raise ProxyProtocolTooLongError(
+                f'no CRLF in the first {MAX_V1_LENGTH} bytes',
+                field='v1.crlf', offset=MAX_V1_LENGTH)
+        if _is_unknown(data):
+            return _NEED_LINE
+        if data.endswith(b'\r'):
+            # Only the CR of the final CRLF may come now.
+            _check_fields(data[:-1], True)
+        else:
+            _check_fields(data, False)
+        return _NEED_LINE
+    if line_end == 0 or data[line_end - 1] != 0x0D:
+        _fail('the line must end with CRLF, found a bare LF', 'v1.crlf',
+              line_end)
+    if _is_unknown(data):
+        return ProxyResultUnknown(), line_end + 1
+    match = _TCP6.match(data)
+    if match is not None:
+        src, dst, sport, dport = match.groups()
+        try:
+            src_b = _inet_pton(socket.AF_INET6, src.decode())
+            dst_b = _inet_pton(socket.AF_INET6, dst.decode())
+        except OSError:
+            pass
+        else:
+            return ProxyResultIPv6._from_wire(
+                (src_b, dst_b, int(sport), int(dport)), decode_packed,
+                SOCK_STREAM, EMPTY_TLV), match.end()
+    _check_fields(data[:line_end - 1], True)
+    # Every field is valid on its own, so the line mixes families or the
+    # like: name the line as a whole.
+    _fail('invalid v1 header line', 'v1', 0)
+
+
+def _host(address: object) -> str:
+    return str(address)
+
+
+def pack_v1(result: ProxyResult, *,
+            unknown: bytes = b'PROXY UNKNOWN\r\n') -> bytes:
+    """Write ``result`` as a v1 line.
+
+    IPv4 and IPv6 results become TCP4 and TCP6 lines; anything else that is
+    proxied (UNKNOWN, UNIX) becomes ``unknown``. A LOCAL result cannot be
+    sent in v1.
+
+    """
+    kind = result.type
+    if kind is ProxyResultType.IPv4:
+        assert isinstance(result, ProxyResultIPv4)
+        return b'PROXY TCP4 ' + result._text() + b'\r\n'
+    if kind is ProxyResultType.IPv6:
+        assert isinstance(result, ProxyResultIPv6)
+        return b'PROXY TCP6 ' + result._text() + b'\r\n'
+    if not result.proxied:
+        raise ProxyProtocolBuildError(
+            'v1 cannot express a LOCAL connection; use v2')
+    return unknown
+
+
+class ProxyProtocolV1(ProxyProtocol):
+    """PROXY protocol version 1, with the 0.4 and 0.11 methods."""
+
+    __slots__ = ()
+
+    def is_valid(self, signature: Union[bytes, bytearray, memoryview]) -> bool:
+        return bytes(signature[:6]) == V1_SIGNATURE
+
+    def unpack(self, data: Buffer) -> ProxyResult:
+        if type(data) is bytes:
+            match = _tcp4_match(data)
+            if match is not None:
+                result: ProxyResult = _new_ipv4(
+                    match.groups(), decode_text, SOCK_STREAM, EMPTY_TLV)
+                return result
+        return self._unpack(unpack_v1(data))
+
+    def unpack_line(self, data: Buffer) -> ProxyResult:
+        """Read one complete v1 line, CRLF included."""
+        parsed = unpack_v1(data)
+        if isinstance(parsed, NeedMore):
+            _fail('the line must end with CRLF', 'v1.crlf', len(data))
+        return parsed[0]
+
+    def parse_line(self, line: bytes) -> ProxyResult:
+        """The 0.4 name of :meth:`unpack_line`."""
+        return self.unpack_line(line)
+
+    def pack(self, result: ProxyResult) -> bytes:
+        kind = result.type
+        if kind is ProxyResultType.IPv4 or kind is ProxyResultType.IPv6:
+            return pack_v1(result)
+        if kind is ProxyResultType.UNIX:
+            raise KeyError(kind)
+        if not result.proxied:
+            raise ValueError('v1 cannot express a LOCAL connection')
+        return b'PROXY UNKNOWN    \r\n'  # as 0.4 and 0.11 wrote it
+
+    def build(self, source: SockAddr, dest: SockAddr, *,
+              family: AddressFamily, protocol: Optional[socket.SocketKind] = None,
+              proxied: bool = True) -> bytes:
+        if not proxied:
+            raise ValueError('v1 cannot express a LOCAL connection')
+        if family == AF_INET:
+            name = 'TCP4'
+        elif family == AF_INET6:
+            name = 'TCP6'
+        elif family == AF_UNSPEC:
+            return b'PROXY UNKNOWN    \r\n'
+        else:
+            raise KeyError(family)
+        if not isinstance(source, tuple) or not isinstance(dest, tuple):
+            raise ValueError('TCP4 and TCP6 need (host, port) addresses')
+        return (f'PROXY {name} {source[0]} {dest[0]} {source[1]} {dest[1]}'
+                '\r\n').encode('ascii')
