@@ -159,9 +159,9 @@ class TLV(Mapping[int, bytes], Hashable):
 
     """
 
-    __slots__ = ('_entries', '_map', '_raw')
+    __slots__ = ('_list', '_map', '_raw')
 
-    _entries: tuple[Entry, ...]
+    _list: Optional[tuple[Entry, ...]]
     _map: Optional[dict[int, bytes]]
     _raw: Optional[bytes]
 
@@ -184,7 +184,7 @@ class TLV(Mapping[int, bytes], Hashable):
             self._raw = None
         for tlv_type, value in entries:
             _check_value(tlv_type, value)
-        self._entries = tuple(entries)
+        self._list = tuple(entries)
         self._map = None
 
     @classmethod
@@ -200,13 +200,22 @@ class TLV(Mapping[int, bytes], Hashable):
         return cls._from_parsed(tuple(items), None)
 
     @classmethod
-    def _from_parsed(cls: type[_TLVT], entries: tuple[Entry, ...],
+    def _from_parsed(cls: type[_TLVT], entries: Optional[tuple[Entry, ...]],
                      raw: Optional[bytes]) -> _TLVT:
+        # Either may be None: entries are then read from the (validated)
+        # raw bytes on first use, and raw bytes serialized from entries.
         self = cls.__new__(cls)
-        self._entries = entries
+        self._list = entries
         self._map = None
         self._raw = raw
         return self
+
+    @property
+    def _entries(self) -> tuple[Entry, ...]:
+        entries = self._list
+        if entries is None:
+            entries = self._list = tuple(_scan_lenient(self._raw or b''))
+        return entries
 
     @property
     def entries(self) -> tuple[tuple[int, bytes], ...]:
@@ -591,9 +600,12 @@ class ProxyProtocolTLV(TLV):
         self._set(_scan_lenient(data), init, updates, data)
 
     @classmethod
-    def _from_parsed(cls: type[_TLVT], entries: tuple[Entry, ...],
+    def _from_parsed(cls: type[_TLVT], entries: Optional[tuple[Entry, ...]],
                      raw: Optional[bytes]) -> _TLVT:
-        self = super()._from_parsed(entries, raw)
+        self = cls.__new__(cls)
+        self._list = entries
+        self._map = None
+        self._raw = raw
         self._auto_crc32c = False  # type: ignore[attr-defined]
         return self
 
@@ -811,9 +823,7 @@ def _check_utf8(value: bytes, tlv_type: int, offset: int) -> None:
 def _check_known(tlv_type: int, data: bytes, vstart: int, vend: int) -> None:
     # The rules of the registered types that a receiver can check.
     length = vend - vstart
-    if tlv_type == 0x20:
-        _scan_ssl(data, vstart, vend)
-    elif tlv_type == 0x02:
+    if tlv_type == 0x02:
         if length > MAX_AUTHORITY_LENGTH:
             raise ProxyProtocolSyntaxError(
                 f'AUTHORITY TLV is {length} bytes, more than '
@@ -828,18 +838,21 @@ def _check_known(tlv_type: int, data: bytes, vstart: int, vend: int) -> None:
                 f'UNIQUE_ID TLV is {length} bytes, more than '
                 f'{MAX_UNIQUE_ID_LENGTH}', field='v2.tlv.unique_id',
                 offset=vstart - 3)
-    elif tlv_type == 0x30:
-        if not data[vstart:vend].isascii():
-            raise ProxyProtocolSyntaxError(
-                'TLV must be US-ASCII text', field=tlv_field(tlv_type),
-                offset=vstart)
-    elif length != 4:  # 0x03
+    elif not data[vstart:vend].isascii():  # 0x30, NETNS
+        raise ProxyProtocolSyntaxError(
+            'TLV must be US-ASCII text', field=tlv_field(tlv_type),
+            offset=vstart)
+
+
+def _check_crc32c(length: int, crc_at: int, vstart: int) -> None:
+    if length != 4:
         raise ProxyProtocolSyntaxError(
             f'CRC32C TLV is {length} bytes, not 4', field='v2.tlv.crc32c',
             offset=vstart - 3)
-
-
-_CHECKED: Final = frozenset({0x02, 0x03, 0x05, 0x20, 0x30})
+    if crc_at >= 0:
+        raise ProxyProtocolSyntaxError(
+            'more than one CRC32C TLV', field='v2.tlv.crc32c',
+            offset=vstart - 3)
 
 
 def scan_tlvs(data: bytes, pos: int, end: int
@@ -851,34 +864,37 @@ def scan_tlvs(data: bytes, pos: int, end: int
     offsets counted from the start of ``data``.
 
     """
-    entries: list[Entry] = []
-    append = entries.append
     crc_at = -1
     start = pos
-    checked = _CHECKED
-    while pos < end:
-        if end - pos < 3:
-            raise ProxyProtocolSyntaxError(
-                f'{end - pos} stray bytes after the last TLV',
-                field='v2.tlv', offset=pos)
-        tlv_type = data[pos]
-        vstart = pos + 3
-        pos = vstart + ((data[pos + 1] << 8) | data[pos + 2])
-        if pos > end:
-            raise ProxyProtocolSyntaxError(
-                f'TLV length {pos - vstart} runs past the end of the header',
-                field=tlv_field(tlv_type), offset=vstart - 3)
-        if tlv_type in checked:
-            _check_known(tlv_type, data, vstart, pos)
+    try:
+        while pos < end:
+            tlv_type = data[pos]
+            vstart = pos + 3
+            pos = vstart + ((data[pos + 1] << 8) | data[pos + 2])
+            if pos > end:
+                if vstart > end:
+                    raise IndexError
+                raise ProxyProtocolSyntaxError(
+                    f'TLV length {pos - vstart} runs past the end of the '
+                    'header', field=tlv_field(tlv_type), offset=vstart - 3)
             if tlv_type == 0x03:
-                if crc_at >= 0:
-                    raise ProxyProtocolSyntaxError(
-                        'more than one CRC32C TLV', field='v2.tlv.crc32c',
-                        offset=vstart - 3)
+                if crc_at >= 0 or pos - vstart != 4:
+                    _check_crc32c(pos - vstart, crc_at, vstart)
                 crc_at = vstart
-        append((tlv_type, data[vstart:pos]))
-    tlv = _new_parsed_tlv(tuple(entries), data[start:end])
-    return tlv, crc_at
+            elif tlv_type == 0x20:
+                _scan_ssl(data, vstart, pos)
+            elif tlv_type == 0x02:
+                if pos - vstart > MAX_AUTHORITY_LENGTH \
+                        or not data[vstart:pos].isascii():
+                    _check_known(tlv_type, data, vstart, pos)
+            elif tlv_type == 0x05 or tlv_type == 0x30:
+                _check_known(tlv_type, data, vstart, pos)
+    except IndexError:
+        pos = vstart - 3
+        raise ProxyProtocolSyntaxError(
+            f'{end - pos} stray bytes after the last TLV', field='v2.tlv',
+            offset=pos) from None
+    return _new_parsed_tlv(None, data[start:end]), crc_at
 
 
 #: The TLV of a header that carries none.
