@@ -35,6 +35,9 @@ class ProxyProtocol(metaclass=ABCMeta):
 
     __slots__ = ()
 
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}()'
+
     @abstractmethod
     def is_valid(self, signature: Union[bytes, bytearray, memoryview]) -> bool:
         """Whether ``signature``, the first 8 bytes, starts such a header."""

@@ -92,13 +92,21 @@ class ProxyProtocolDetect(ProxyProtocol):
 
     def unpack(self, data: Buffer) -> ProxyResult:
         if self._default:
-            return self._unpack(unpack_any(data))
+            parsed = unpack_any(data)
+            if type(parsed) is tuple:
+                return parsed[0]
+            return self._unpack(parsed)
         if len(data) < 8:
             return self._unpack(NeedMore(8 - len(data)))
         return self.choose_version(data[:8]).unpack(data)
 
     def pack(self, result: ProxyResult) -> bytes:
-        return self._try_each(self.versions, lambda v: v.pack(result))
+        for version in self.versions:
+            try:
+                return version.pack(result)
+            except (KeyError, ValueError):
+                continue
+        raise ValueError('Could not build PROXY protocol header')
 
     def build(self, source: SockAddr, dest: SockAddr, *,
               family: AddressFamily, protocol: Optional[SocketKind] = None,
@@ -106,16 +114,10 @@ class ProxyProtocolDetect(ProxyProtocol):
         # 0.4 tried v1 first; keep that for the default detector.
         versions = list(reversed(self.versions)) if self._default \
             else self.versions
-        return self._try_each(versions, lambda v: v.build(
-            source, dest, family=family, protocol=protocol, proxied=proxied))
-
-    @staticmethod
-    def _try_each(versions: Sequence[ProxyProtocol], build: object) -> bytes:
-        assert callable(build)
         for version in versions:
             try:
-                header: bytes = build(version)
+                return version.build(source, dest, family=family,
+                                     protocol=protocol, proxied=proxied)
             except (KeyError, ValueError):
                 continue
-            return header
         raise ValueError('Could not build PROXY protocol header')

@@ -27,6 +27,7 @@ from typing import Any, Callable, ClassVar, Optional, Union
 
 from typing_extensions import TypeGuard
 
+from .errors import ProxyProtocolBuildError
 from .tlv import EMPTY_TLV, ProxyProtocolTLV
 from .typing import Address, SockAddr
 
@@ -339,21 +340,28 @@ class _ProxyResultIP(ProxyResult):
             return addr
         if decode is not None:
             addr = self._decoded()
+        if not (0 <= addr[2] <= 0xFFFF and 0 <= addr[3] <= 0xFFFF):
+            raise ProxyProtocolBuildError(
+                f'ports {addr[2]} and {addr[3]} must be in 0-65535')
         return (addr[0].packed, addr[1].packed, addr[2], addr[3])
 
-    def _text(self) -> bytes:
-        # "source dest sport dport" for a v1 line, decoding no more than
-        # needed.
+    def _v1_line(self) -> bytes:
+        # The v1 header line, decoding no more than needed.
         addr = self._addr
         decode = self._decode
+        ipv4 = self._address is IPv4Address
         if decode is decode_text:
-            return b' '.join(addr)
-        if decode is None:
-            addr = self._packed()
-        family = _AF_INET if self._address is IPv4Address else _AF_INET6
-        return ('%s %s %d %d' % (_inet_ntop(family, addr[0]),
-                                 _inet_ntop(family, addr[1]),
-                                 addr[2], addr[3])).encode('ascii')
+            return b'PROXY %s %s %s %s %s\r\n' % (
+                b'TCP4' if ipv4 else b'TCP6', *addr)
+        if decode is not decode_packed:
+            addr = self._packed()  # checks the ports
+        if ipv4:
+            return ('PROXY TCP4 %s %s %d %d\r\n' % (
+                _inet_ntop(_AF_INET, addr[0]), _inet_ntop(_AF_INET, addr[1]),
+                addr[2], addr[3])).encode('ascii')
+        return ('PROXY TCP6 %s %s %d %d\r\n' % (
+            _inet_ntop(_AF_INET6, addr[0]), _inet_ntop(_AF_INET6, addr[1]),
+            addr[2], addr[3])).encode('ascii')
 
     @property
     def proxied(self) -> bool:
@@ -414,6 +422,13 @@ class _ProxyResultIP(ProxyResult):
 def decode_packed(address: type[_IP], addr: tuple[Any, ...]
                   ) -> tuple[Any, Any, int, int]:
     """Decode packed addresses and ports read from a v2 header."""
+    src, dst, sport, dport = addr
+    return (address(src), address(dst), int(sport), int(dport))
+
+
+def decode_v1_packed(address: type[_IP], addr: tuple[Any, ...]
+                     ) -> tuple[Any, Any, int, int]:
+    """Decode packed addresses and port text read from a v1 TCP6 line."""
     src, dst, sport, dport = addr
     return (address(src), address(dst), int(sport), int(dport))
 

@@ -77,6 +77,7 @@ def result_from_sockaddrs(source: Any, dest: Any, *,
     """
     if not proxied:
         return ProxyResultLocal(tlv=tlv)
+    given = family
     if family is None:
         if _path(source) is not None and _path(dest) is not None:
             family = socket.AF_UNIX
@@ -97,9 +98,12 @@ def result_from_sockaddrs(source: Any, dest: Any, *,
         raise ProxyProtocolBuildError(
             'IP families need (host, port) addresses')
     (src_ip, sport), (dst_ip, dport) = src, dst
-    if src_ip.version == 4 and dst_ip.version == 4:
+    if src_ip.version == 4 and dst_ip.version == 4 \
+            and given != socket.AF_INET6:
         return ProxyResultIPv4((src_ip, sport), (dst_ip, dport),
                                protocol=protocol, tlv=tlv)
+    if given == socket.AF_INET:
+        raise ProxyProtocolBuildError('AF_INET needs two IPv4 addresses')
     return ProxyResultIPv6((_as_ipv6(src_ip), sport),
                            (_as_ipv6(dst_ip), dport),
                            protocol=protocol, tlv=tlv)

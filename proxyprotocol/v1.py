@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import re
 import socket
-from socket import AF_INET, AF_INET6, AF_UNSPEC, SOCK_STREAM, AddressFamily
-from typing import TYPE_CHECKING, Final, NoReturn, Optional, Union
+from socket import SOCK_STREAM
+from typing import TYPE_CHECKING, Final, NoReturn, Union
 
 from .base import ProxyProtocol
 from .errors import (NeedMore, ProxyProtocolBuildError,
                      ProxyProtocolSyntaxError, ProxyProtocolTooLongError)
 from .result import (ProxyResult, ProxyResultIPv4, ProxyResultIPv6,
-                     ProxyResultType, ProxyResultUnknown, decode_packed,
-                     decode_text)
+                     ProxyResultType, ProxyResultUnknown, decode_text,
+                     decode_v1_packed)
+from .result import _ProxyResultIP
 from .tlv import EMPTY_TLV
 
 if TYPE_CHECKING:
-    from .typing import Buffer, SockAddr
+    from .typing import Buffer
 
 __all__ = ['ProxyProtocolV1', 'unpack_v1', 'pack_v1', 'MAX_V1_LENGTH',
            'V1_SIGNATURE']
@@ -170,6 +171,18 @@ _new_ipv4 = ProxyResultIPv4._from_wire
 
 
 def _unpack_slow(data: bytes) -> Union[tuple[ProxyResult, int], NeedMore]:
+    match = _TCP6.match(data)
+    if match is not None:
+        src, dst, sport, dport = match.groups()
+        try:
+            src_b = _inet_pton(socket.AF_INET6, src.decode())
+            dst_b = _inet_pton(socket.AF_INET6, dst.decode())
+        except OSError:
+            pass
+        else:
+            return ProxyResultIPv6._from_wire(
+                (src_b, dst_b, sport, dport), decode_v1_packed, SOCK_STREAM,
+                EMPTY_TLV), match.end()
     line_end = data.find(b'\n', 0, MAX_V1_LENGTH)
     if line_end < 0:
         if len(data) >= MAX_V1_LENGTH:
@@ -189,26 +202,10 @@ def _unpack_slow(data: bytes) -> Union[tuple[ProxyResult, int], NeedMore]:
               line_end)
     if _is_unknown(data):
         return ProxyResultUnknown(), line_end + 1
-    match = _TCP6.match(data)
-    if match is not None:
-        src, dst, sport, dport = match.groups()
-        try:
-            src_b = _inet_pton(socket.AF_INET6, src.decode())
-            dst_b = _inet_pton(socket.AF_INET6, dst.decode())
-        except OSError:
-            pass
-        else:
-            return ProxyResultIPv6._from_wire(
-                (src_b, dst_b, int(sport), int(dport)), decode_packed,
-                SOCK_STREAM, EMPTY_TLV), match.end()
     _check_fields(data[:line_end - 1], True)
     # Every field is valid on its own, so the line mixes families or the
     # like: name the line as a whole.
     _fail('invalid v1 header line', 'v1', 0)
-
-
-def _host(address: object) -> str:
-    return str(address)
 
 
 def pack_v1(result: ProxyResult, *,
@@ -220,13 +217,8 @@ def pack_v1(result: ProxyResult, *,
     sent in v1.
 
     """
-    kind = result.type
-    if kind is ProxyResultType.IPv4:
-        assert isinstance(result, ProxyResultIPv4)
-        return b'PROXY TCP4 ' + result._text() + b'\r\n'
-    if kind is ProxyResultType.IPv6:
-        assert isinstance(result, ProxyResultIPv6)
-        return b'PROXY TCP6 ' + result._text() + b'\r\n'
+    if isinstance(result, _ProxyResultIP):
+        return result._v1_line()
     if not result.proxied:
         raise ProxyProtocolBuildError(
             'v1 cannot express a LOCAL connection; use v2')
@@ -262,29 +254,11 @@ class ProxyProtocolV1(ProxyProtocol):
         return self.unpack_line(line)
 
     def pack(self, result: ProxyResult) -> bytes:
+        if isinstance(result, _ProxyResultIP):
+            return result._v1_line()
         kind = result.type
-        if kind is ProxyResultType.IPv4 or kind is ProxyResultType.IPv6:
-            return pack_v1(result)
         if kind is ProxyResultType.UNIX:
             raise KeyError(kind)
         if not result.proxied:
             raise ValueError('v1 cannot express a LOCAL connection')
         return b'PROXY UNKNOWN    \r\n'  # as 0.4 and 0.11 wrote it
-
-    def build(self, source: SockAddr, dest: SockAddr, *,
-              family: AddressFamily, protocol: Optional[socket.SocketKind] = None,
-              proxied: bool = True) -> bytes:
-        if not proxied:
-            raise ValueError('v1 cannot express a LOCAL connection')
-        if family == AF_INET:
-            name = 'TCP4'
-        elif family == AF_INET6:
-            name = 'TCP6'
-        elif family == AF_UNSPEC:
-            return b'PROXY UNKNOWN    \r\n'
-        else:
-            raise KeyError(family)
-        if not isinstance(source, tuple) or not isinstance(dest, tuple):
-            raise ValueError('TCP4 and TCP6 need (host, port) addresses')
-        return (f'PROXY {name} {source[0]} {dest[0]} {source[1]} {dest[1]}'
-                '\r\n').encode('ascii')

@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 from socket import SOCK_DGRAM, SOCK_STREAM, AddressFamily, SocketKind
 from struct import Struct
+from struct import error as struct_error
 from typing import TYPE_CHECKING, Any, Final, Mapping, NoReturn, Optional, Union
 
 from .base import ProxyProtocol
@@ -23,7 +24,7 @@ from .errors import (NeedMore, ProxyProtocolBuildError,
 from .result import (ProxyResult, ProxyResultIPv4, ProxyResultIPv6,
                      ProxyResultLocal, ProxyResultType, ProxyResultUnix,
                      ProxyResultUnknown, decode_packed)
-from .tlv import EMPTY_TLV, ProxyProtocolTLV, Type, scan_tlvs
+from .tlv import TLV, EMPTY_TLV, ProxyProtocolTLV, Type, scan_tlvs
 
 if TYPE_CHECKING:
     from .typing import Buffer, SockAddr
@@ -153,7 +154,7 @@ _TLV_HEAD: Final = Struct('!BH')
 def _sorted_with_crc(tlv: Mapping[int, bytes]) -> tuple[bytes, int]:
     # Serializes one entry per type in ascending order, with a zeroed CRC32C
     # TLV; returns the bytes and the offset of the CRC value.
-    items = dict(tlv.items())
+    items = dict(tlv._mapping() if isinstance(tlv, TLV) else tlv.items())
     items[0x03] = _ZERO4
     head = _TLV_HEAD.pack
     parts = []
@@ -211,12 +212,16 @@ def _pack_unix_path(path: Any) -> bytes:
 
 def _address_block(result: ProxyResult) -> tuple[int, bytes]:
     kind = result.type
-    if kind is ProxyResultType.IPv4:
-        assert isinstance(result, ProxyResultIPv4)
-        return 0x10, _INET.pack(*result._packed())
-    if kind is ProxyResultType.IPv6:
-        assert isinstance(result, ProxyResultIPv6)
-        return 0x20, _INET6.pack(*result._packed())
+    try:
+        if kind is ProxyResultType.IPv4:
+            assert isinstance(result, ProxyResultIPv4)
+            return 0x10, _INET.pack(*result._packed())
+        if kind is ProxyResultType.IPv6:
+            assert isinstance(result, ProxyResultIPv6)
+            return 0x20, _INET6.pack(*result._packed())
+    except struct_error as exc:
+        raise ProxyProtocolBuildError(f'cannot encode {result!r}: {exc}') \
+            from None
     if kind is ProxyResultType.UNIX:
         return 0x30, _UNIX.pack(_pack_unix_path(result.source),
                                 _pack_unix_path(result.dest))
