@@ -282,6 +282,7 @@ _IP = Union[IPv4Address, IPv6Address]
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
 _inet_ntop = socket.inet_ntop
+_inet_ntoa = socket.inet_ntoa
 
 
 class _ProxyResultIP(ProxyResult):
@@ -356,12 +357,11 @@ class _ProxyResultIP(ProxyResult):
         if decode is not decode_packed:
             addr = self._packed()  # checks the ports
         if ipv4:
-            return ('PROXY TCP4 %s %s %d %d\r\n' % (
-                _inet_ntop(_AF_INET, addr[0]), _inet_ntop(_AF_INET, addr[1]),
-                addr[2], addr[3])).encode('ascii')
-        return ('PROXY TCP6 %s %s %d %d\r\n' % (
-            _inet_ntop(_AF_INET6, addr[0]), _inet_ntop(_AF_INET6, addr[1]),
-            addr[2], addr[3])).encode('ascii')
+            return (f'PROXY TCP4 {_inet_ntoa(addr[0])} {_inet_ntoa(addr[1])} '
+                    f'{addr[2]} {addr[3]}\r\n').encode('ascii')
+        return (f'PROXY TCP6 {_inet_ntop(_AF_INET6, addr[0])} '
+                f'{_inet_ntop(_AF_INET6, addr[1])} {addr[2]} {addr[3]}\r\n'
+                ).encode('ascii')
 
     @property
     def proxied(self) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import socket
 from socket import SOCK_STREAM
-from typing import TYPE_CHECKING, Final, NoReturn, Union
+from typing import TYPE_CHECKING, Final, NoReturn, Union, cast
 
 from .base import ProxyProtocol
 from .errors import (NeedMore, ProxyProtocolBuildError,
@@ -254,9 +254,9 @@ class ProxyProtocolV1(ProxyProtocol):
         return self.unpack_line(line)
 
     def pack(self, result: ProxyResult) -> bytes:
-        if isinstance(result, _ProxyResultIP):
-            return result._v1_line()
         kind = result.type
+        if kind is ProxyResultType.IPv4 or kind is ProxyResultType.IPv6:
+            return cast(_ProxyResultIP, result)._v1_line()
         if kind is ProxyResultType.UNIX:
             raise KeyError(kind)
         if not result.proxied:
