@@ -844,6 +844,9 @@ def _check_known(tlv_type: int, data: bytes, vstart: int, vend: int) -> None:
             offset=vstart)
 
 
+_CHECKED: Final = frozenset({0x02, 0x03, 0x05, 0x20, 0x30})
+
+
 def _check_crc32c(length: int, crc_at: int, vstart: int) -> None:
     if length != 4:
         raise ProxyProtocolSyntaxError(
@@ -866,6 +869,7 @@ def scan_tlvs(data: bytes, pos: int, end: int
     """
     crc_at = -1
     start = pos
+    checked = _CHECKED
     try:
         while pos < end:
             tlv_type = data[pos]
@@ -877,18 +881,19 @@ def scan_tlvs(data: bytes, pos: int, end: int
                 raise ProxyProtocolSyntaxError(
                     f'TLV length {pos - vstart} runs past the end of the '
                     'header', field=tlv_field(tlv_type), offset=vstart - 3)
-            if tlv_type == 0x03:
-                if crc_at >= 0 or pos - vstart != 4:
-                    _check_crc32c(pos - vstart, crc_at, vstart)
-                crc_at = vstart
-            elif tlv_type == 0x20:
-                _scan_ssl(data, vstart, pos)
-            elif tlv_type == 0x02:
-                if pos - vstart > MAX_AUTHORITY_LENGTH \
-                        or not data[vstart:pos].isascii():
+            if tlv_type in checked:
+                if tlv_type == 0x03:
+                    if crc_at >= 0 or pos - vstart != 4:
+                        _check_crc32c(pos - vstart, crc_at, vstart)
+                    crc_at = vstart
+                elif tlv_type == 0x20:
+                    _scan_ssl(data, vstart, pos)
+                elif tlv_type == 0x02:
+                    if pos - vstart > MAX_AUTHORITY_LENGTH \
+                            or not data[vstart:pos].isascii():
+                        _check_known(tlv_type, data, vstart, pos)
+                else:
                     _check_known(tlv_type, data, vstart, pos)
-            elif tlv_type == 0x05 or tlv_type == 0x30:
-                _check_known(tlv_type, data, vstart, pos)
     except IndexError:
         pos = vstart - 3
         raise ProxyProtocolSyntaxError(

@@ -43,6 +43,7 @@ _INET: Final = Struct('!4s4sHH')
 _INET6: Final = Struct('!16s16sHH')
 _UNIX: Final = Struct('!108s108s')
 _LENGTH: Final = Struct('!H')
+_U32: Final = Struct('!L')
 
 #: Address block sizes by family nibble (spec section 2.2).
 _ADDRESS_SIZE: Final = (0, 12, 36, 216)
@@ -174,9 +175,8 @@ def _sorted_with_crc(tlv: Mapping[int, bytes]) -> tuple[bytes, int]:
 def _verify_crc32c(data: bytes, crc_at: int, result: ProxyResult) -> None:
     # Spec section 2.2.3: the CRC of the header as received, with the CRC
     # value itself zeroed.
-    crc = _checksum(data[crc_at + 4:],
-                    _checksum(_ZERO4, _checksum(data[:crc_at])))
-    expected = int.from_bytes(data[crc_at:crc_at + 4], 'big')
+    crc = _checksum(data[:crc_at] + _ZERO4 + data[crc_at + 4:])
+    expected = _U32.unpack_from(data, crc_at)[0]
     if crc != expected:
         raise ProxyProtocolChecksumError(
             result, f'CRC32C is 0x{expected:08x}, the header sums to '
