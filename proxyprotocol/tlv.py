@@ -351,15 +351,6 @@ class ProxyProtocolSSLTLV(TLV):
                             bytes(client_cert)))
         self._set(_scan_lenient(sub), init, updates, sub)
 
-    @classmethod
-    def _from_value(cls, client: int, verify: int,
-                    entries: tuple[Entry, ...], raw: bytes
-                    ) -> ProxyProtocolSSLTLV:
-        self = cls._from_parsed(entries, raw)
-        self._client = client
-        self._verify = verify
-        return self
-
     @property
     def client(self) -> int:
         """The :class:`SSLClient` bit field."""

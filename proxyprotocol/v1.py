@@ -103,11 +103,20 @@ def _check_ipv6(value: bytes, field: str, offset: int, complete: bool) -> None:
     if len(value) > 45 or value.strip(b'0123456789abcdefABCDEF:.'):
         _fail(f'invalid IPv6 address {value[:46]!r}: hexadecimal groups and '
               'colons only, no zone id', field, offset)
-    if complete:
+    text = value.decode('ascii')
+    for suffix in ('',) if complete else _IPV6_COMPLETIONS:
         try:
-            _inet_pton(socket.AF_INET6, value.decode('ascii'))
+            _inet_pton(socket.AF_INET6, text + suffix)
         except (OSError, ValueError):
-            _fail(f'invalid IPv6 address {value!r}', field, offset)
+            continue
+        return
+    _fail(f'invalid IPv6 address {value!r}', field, offset)
+
+
+# An incomplete address is rejected unless one of these endings makes it
+# valid: enough to cover a group, a "::", or the dotted IPv4 tail.
+_IPV6_COMPLETIONS: Final = ('', '0', ':0', '::', '::0', '0::', ':0::', '.0',
+                            '.0.0', '.0.0.0', '0.0', '0.0.0')
 
 
 def _check_port(value: bytes, field: str, offset: int, complete: bool) -> None:

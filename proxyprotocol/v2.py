@@ -13,7 +13,6 @@ from __future__ import annotations
 import socket
 from socket import SOCK_DGRAM, SOCK_STREAM, AddressFamily, SocketKind
 from struct import Struct
-from struct import error as struct_error
 from typing import TYPE_CHECKING, Any, Final, Mapping, NoReturn, Optional, Union
 
 from .base import ProxyProtocol
@@ -212,16 +211,12 @@ def _pack_unix_path(path: Any) -> bytes:
 
 def _address_block(result: ProxyResult) -> tuple[int, bytes]:
     kind = result.type
-    try:
-        if kind is ProxyResultType.IPv4:
-            assert isinstance(result, ProxyResultIPv4)
-            return 0x10, _INET.pack(*result._packed())
-        if kind is ProxyResultType.IPv6:
-            assert isinstance(result, ProxyResultIPv6)
-            return 0x20, _INET6.pack(*result._packed())
-    except struct_error as exc:
-        raise ProxyProtocolBuildError(f'cannot encode {result!r}: {exc}') \
-            from None
+    if kind is ProxyResultType.IPv4:
+        assert isinstance(result, ProxyResultIPv4)
+        return 0x10, _INET.pack(*result._packed())
+    if kind is ProxyResultType.IPv6:
+        assert isinstance(result, ProxyResultIPv6)
+        return 0x20, _INET6.pack(*result._packed())
     if kind is ProxyResultType.UNIX:
         return 0x30, _UNIX.pack(_pack_unix_path(result.source),
                                 _pack_unix_path(result.dest))
