@@ -27,7 +27,7 @@ REQUIRED_MODULES="pytest pytest_cov pytest_timeout hypothesis mypy flake8 crc32c
 
 # deps_hash: what the installed environment must correspond to
 deps_hash() {
-    cat test/requirements.txt pyproject.toml 2>/dev/null | sha256sum | cut -d' ' -f1
+    cat test/requirements.txt test/requirements-contrib.txt pyproject.toml 2>/dev/null | sha256sum | cut -d' ' -f1
 }
 
 # env_ready PYTHON: the test dependencies import, and proxyprotocol is this checkout
