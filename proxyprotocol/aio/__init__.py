@@ -7,6 +7,8 @@
   ``loop.create_server`` with any protocol; the application's transport is a
   :class:`ProxiedTransport`.
 * :mod:`proxyprotocol.aio.tls`: TLS after the header, on memory buffers.
+* :mod:`proxyprotocol.aio.datagram`: :func:`create_datagram_endpoint` for UDP,
+  a header in front of every datagram.
 
 The policy, timeout and size cap come from one
 :class:`~proxyprotocol.policy.HeaderConfig`.
@@ -18,6 +20,9 @@ from __future__ import annotations
 from ..acceptor import (ConnectionInfo, ProxyProtocolEOFError,
                         ProxyProtocolRejectedError, ProxyProtocolTimeoutError)
 from ..policy import DEFAULT_CONFIG, HeaderConfig, Policy
+from .datagram import (DatagramStats, ProxiedDatagramProtocol,
+                       ProxiedDatagramTransport, create_datagram_endpoint,
+                       wrap_datagram_protocol_factory)
 from .protocol import (DropCallback, HeaderProtocol, ProxiedTransport,
                        wrap_protocol_factory)
 from .streams import (ConnectionHandler, read_proxy_header, start_server,
@@ -29,4 +34,7 @@ __all__ = ['HeaderConfig', 'Policy', 'DEFAULT_CONFIG', 'ConnectionInfo',
            'ProxyProtocolTimeoutError', 'read_proxy_header', 'start_server',
            'start_unix_server', 'stream_protocol_factory',
            'ConnectionHandler', 'HeaderProtocol', 'ProxiedTransport',
-           'wrap_protocol_factory', 'DropCallback', 'TLSLayer']
+           'wrap_protocol_factory', 'DropCallback', 'TLSLayer',
+           'create_datagram_endpoint', 'wrap_datagram_protocol_factory',
+           'ProxiedDatagramProtocol', 'ProxiedDatagramTransport',
+           'DatagramStats']
