@@ -14,7 +14,7 @@
 # `-e .` into it; it reinstalls only when that is missing or when
 # test/requirements.txt or pyproject.toml changed since the last install.
 #
-# Knobs: TEST_STEPS="pytest mypy flake8 upstream" (subset and order of steps),
+# Knobs: TEST_STEPS="pytest mypy flake8 upstream docs" (subset and order of steps),
 # PYTEST_TIMEOUT (per-test timeout in seconds, default 120; 0 disables),
 # PYTHON3 (interpreter used to create .venv, default python3).
 set -uo pipefail
@@ -27,7 +27,7 @@ REQUIRED_MODULES="pytest pytest_cov pytest_timeout hypothesis mypy flake8 crc32c
 
 # deps_hash: what the installed environment must correspond to
 deps_hash() {
-    cat test/requirements.txt test/requirements-contrib.txt pyproject.toml 2>/dev/null | sha256sum | cut -d' ' -f1
+    cat test/requirements.txt test/requirements-contrib.txt docs/requirements.txt pyproject.toml 2>/dev/null | sha256sum | cut -d' ' -f1
 }
 
 # env_ready PYTHON: the test dependencies import, and proxyprotocol is this checkout
@@ -99,10 +99,11 @@ step_pytest() { "$PY" -m pytest "${pytest_args[@]}" "$@"; }
 step_mypy() { "$PY" -m mypy --strict proxyprotocol test; }
 step_flake8() { "$PY" -m flake8 proxyprotocol test; }
 step_upstream() { PYTHON=$PY bash test/upstream/run_upstream_suites.sh; }
+step_docs() { PYTHON=$PY bash docs/build.sh -q; }
 
 failed=()
 results=()
-for step in ${TEST_STEPS:-pytest mypy flake8 upstream}; do
+for step in ${TEST_STEPS:-pytest mypy flake8 upstream docs}; do
     if ! declare -F "step_$step" >/dev/null; then
         echo "unknown step: $step" >&2
         failed+=("$step")

@@ -1,0 +1,8 @@
+"""``python -m proxyprotocol.cli``: the ``proxyprotocol`` command."""
+
+import sys
+
+from . import main
+
+if __name__ == '__main__':
+    sys.exit(main())
