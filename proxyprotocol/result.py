@@ -23,7 +23,9 @@ from abc import ABCMeta, abstractmethod
 from enum import Enum
 from ipaddress import IPv4Address, IPv6Address
 from socket import AddressFamily, SocketKind
-from typing import Any, Callable, ClassVar, Optional, Union
+from struct import Struct
+from struct import error as StructError
+from typing import Any, ClassVar, Final, Optional, TypeVar, Union
 
 from typing_extensions import TypeGuard
 
@@ -164,6 +166,14 @@ class ProxyResult(metaclass=ABCMeta):
     def __hash__(self) -> int:
         return hash(self._key())
 
+    def _v1_line(self) -> Optional[bytes]:
+        # The v1 line of an IP result; None for the other kinds.
+        return None
+
+    def _v2_block(self) -> Optional[bytes]:
+        # The v2 address block of an IP result; None for the other kinds.
+        return None
+
     def _legacy_name(self) -> str:
         return type(self).__name__.replace('ProxyResult',
                                            'ProxyProtocolResult', 1)
@@ -279,24 +289,55 @@ class ProxyResultUnknown(ProxyResult):
 
 
 _IP = Union[IPv4Address, IPv6Address]
-_AF_INET = socket.AF_INET
+_ResultT = TypeVar('_ResultT', bound='_ProxyResultIP')
+_new_parsed_tlv = ProxyProtocolTLV._from_parsed
 _AF_INET6 = socket.AF_INET6
 _inet_ntop = socket.inet_ntop
 _inet_ntoa = socket.inet_ntoa
+_inet_pton = socket.inet_pton
+_new = object.__new__
+
+#: The address blocks of v2 INET and INET6 headers, after the fixed 16 bytes.
+_V2_INET: Final = Struct('!4s4sHH')
+_V2_INET6: Final = Struct('!16s16sHH')
+#: The same blocks packed from the integer values of the addresses.
+_V2_INET_INTS: Final = Struct('!LLHH')
+_V2_INET6_INTS: Final = Struct('!QQQQHH')
+_TWO_U32: Final = Struct('!LL')
+_U64: Final = 0xFFFFFFFFFFFFFFFF
+#: What reading the private ``_ip`` of an ipaddress object may raise if a
+#: Python version ever stores it otherwise; the public API is used then.
+_NO_PRIVATE: Final = (AttributeError, TypeError, StructError)
+#: The decimal text of every byte value, to write dotted IPv4 addresses.
+_OCTETS: Final = tuple(b'%d' % n for n in range(256))
+_V1_TCP4: Final = b'PROXY TCP4 %b.%b.%b.%b %b.%b.%b.%b %d %d\r\n'
+
+#: The ``_tlv`` of a result read from a v2 header whose TLVs are not wrapped
+#: in a :class:`ProxyProtocolTLV` yet (Ellipsis: copy and pickle keep it).
+_LAZY_TLV: Final[Any] = ...
+
+
+def _port_error(sport: int, dport: int) -> ProxyProtocolBuildError:
+    return ProxyProtocolBuildError(
+        f'ports {sport} and {dport} must be in 0-65535')
 
 
 class _ProxyResultIP(ProxyResult):
-    # ``_addr`` holds (source ip, dest ip, source port, dest port). A result
-    # read off the wire keeps them as received (packed or text bytes) with
-    # ``_decode`` set to the function that turns them into ipaddress objects
-    # and ints on first access.
+    # ``_addr`` holds (source ip, dest ip, source port, dest port) as
+    # ipaddress objects and ints, or, for a result read off the wire, the
+    # bytes it was read from: the whole v1 line or the whole v2 header
+    # (told apart by their first byte). Those are decoded on first access,
+    # in one store, so that a result shared between threads never mixes the
+    # two forms. A v2 result with TLVs keeps ``_tlv`` as _LAZY_TLV until
+    # they are asked for; it is resolved before ``_addr`` is replaced.
 
-    __slots__ = ('_addr', '_decode', '_protocol', '_tlv')
+    __slots__ = ('_addr', '_protocol', '_tlv')
 
     _address: ClassVar[type[_IP]]
-    _addr: tuple[Any, ...]
-    _decode: Optional[Callable[[type[_IP], tuple[Any, ...]],
-                               tuple[Any, Any, int, int]]]
+    #: Where the TLVs start in a v2 header of this family.
+    _tlv_start: ClassVar[int]
+    _addr: Any
+    _tlv: Any
 
     def __init__(self, source: tuple[_IP, int], dest: tuple[_IP, int], *,
                  protocol: Optional[SocketKind] = None,
@@ -308,60 +349,47 @@ class _ProxyResultIP(ProxyResult):
         if type(dst) is not address:
             dst = address(dst)
         self._addr = (src, dst, int(source[1]), int(dest[1]))
-        self._decode = None
         self._protocol = protocol
         self._tlv = tlv
-
-    @classmethod
-    def _from_wire(cls, addr: tuple[Any, ...],
-                   decode: Callable[[type[_IP], tuple[Any, ...]],
-                                    tuple[Any, Any, int, int]],
-                   protocol: Optional[SocketKind],
-                   tlv: ProxyProtocolTLV) -> Any:
-        self = cls.__new__(cls)
-        self._addr = addr
-        self._decode = decode
-        self._protocol = protocol
-        self._tlv = tlv
-        return self
 
     def _decoded(self) -> tuple[Any, ...]:
-        decode = self._decode
-        if decode is not None:
-            self._addr = decode(self._address, self._addr)
-            self._decode = None
-        return self._addr
+        addr = self._addr
+        if type(addr) is tuple:
+            return addr
+        if self._tlv is _LAZY_TLV:
+            self._tlv = _new_parsed_tlv(None, addr[self._tlv_start:])
+        decoded = self._decode_wire(addr)
+        self._addr = decoded
+        return decoded
+
+    def _decode_wire(self, raw: bytes) -> tuple[Any, Any, int, int]:
+        # The addresses and ports of a v1 line or a v2 header.
+        address = self._address
+        if raw[0] == 0x50:  # b'P': a v1 line, validated when it was read
+            src, dst, sport, dport = raw[11:-2].split(b' ')
+            if address is IPv6Address:
+                return (address(_inet_pton(_AF_INET6, src.decode('ascii'))),
+                        address(_inet_pton(_AF_INET6, dst.decode('ascii'))),
+                        int(sport), int(dport))
+            return (address(src.decode('ascii')), address(dst.decode('ascii')),
+                    int(sport), int(dport))
+        block = _V2_INET if address is IPv4Address else _V2_INET6
+        src, dst, sport, dport = block.unpack_from(raw, 16)
+        return (address(src), address(dst), sport, dport)
 
     def _packed(self) -> tuple[Any, ...]:
-        # Packed addresses and ports for a v2 header, decoding no more than
-        # needed.
+        # Packed addresses and ports, decoding no more than needed.
         addr = self._addr
-        decode = self._decode
-        if decode is decode_packed:
-            return addr
-        if decode is not None:
+        if type(addr) is not tuple:
+            if addr[0] != 0x50:  # a v2 header
+                block = _V2_INET if self._address is IPv4Address \
+                    else _V2_INET6
+                return block.unpack_from(addr, 16)
             addr = self._decoded()
-        if not (0 <= addr[2] <= 0xFFFF and 0 <= addr[3] <= 0xFFFF):
-            raise ProxyProtocolBuildError(
-                f'ports {addr[2]} and {addr[3]} must be in 0-65535')
-        return (addr[0].packed, addr[1].packed, addr[2], addr[3])
-
-    def _v1_line(self) -> bytes:
-        # The v1 header line, decoding no more than needed.
-        addr = self._addr
-        decode = self._decode
-        ipv4 = self._address is IPv4Address
-        if decode is decode_text:
-            return b'PROXY %s %s %s %s %s\r\n' % (
-                b'TCP4' if ipv4 else b'TCP6', *addr)
-        if decode is not decode_packed:
-            addr = self._packed()  # checks the ports
-        if ipv4:
-            return (f'PROXY TCP4 {_inet_ntoa(addr[0])} {_inet_ntoa(addr[1])} '
-                    f'{addr[2]} {addr[3]}\r\n').encode('ascii')
-        return (f'PROXY TCP6 {_inet_ntop(_AF_INET6, addr[0])} '
-                f'{_inet_ntop(_AF_INET6, addr[1])} {addr[2]} {addr[3]}\r\n'
-                ).encode('ascii')
+        src, dst, sport, dport = addr
+        if not (0 <= sport <= 0xFFFF and 0 <= dport <= 0xFFFF):
+            raise _port_error(sport, dport)
+        return (src.packed, dst.packed, sport, dport)
 
     @property
     def proxied(self) -> bool:
@@ -405,40 +433,39 @@ class _ProxyResultIP(ProxyResult):
 
     @property
     def tlv(self) -> ProxyProtocolTLV:
-        return self._tlv
+        addr = self._addr  # read first: see the class comment
+        tlv = self._tlv
+        if tlv is _LAZY_TLV:
+            tlv = self._tlv = _new_parsed_tlv(None, addr[self._tlv_start:])
+        return tlv  # type: ignore[no-any-return]
 
     def _args(self) -> str:
         return (f'{self.source!r}, {self.dest!r}'
                 f'{_protocol_repr(self._protocol)}')
 
     def __repr__(self) -> str:
-        tlv = f', tlv={self._tlv!r}' if self._tlv else ''
-        return f'{type(self).__name__}({self._args()}{tlv})'
+        tlv = self.tlv
+        tlv_arg = f', tlv={tlv!r}' if tlv else ''
+        return f'{type(self).__name__}({self._args()}{tlv_arg})'
 
     def __str__(self) -> str:
         return f'{self._legacy_name()}({self._args()})'
 
 
-def decode_packed(address: type[_IP], addr: tuple[Any, ...]
-                  ) -> tuple[Any, Any, int, int]:
-    """Decode packed addresses and ports read from a v2 header."""
-    src, dst, sport, dport = addr
-    return (address(src), address(dst), int(sport), int(dport))
+def _new_wire_result(cls: type[_ResultT], raw: bytes,
+                     protocol: Optional[SocketKind],
+                     tlv: Any) -> _ResultT:
+    """A result of ``cls`` read from ``raw``, a v1 line or a v2 header.
 
+    ``raw`` must hold exactly the header, already validated; ``tlv`` is a
+    :class:`ProxyProtocolTLV` or _LAZY_TLV (for a v2 header with TLVs).
 
-def decode_v1_packed(address: type[_IP], addr: tuple[Any, ...]
-                     ) -> tuple[Any, Any, int, int]:
-    """Decode packed addresses and port text read from a v1 TCP6 line."""
-    src, dst, sport, dport = addr
-    return (address(src), address(dst), int(sport), int(dport))
-
-
-def decode_text(address: type[_IP], addr: tuple[Any, ...]
-                ) -> tuple[Any, Any, int, int]:
-    """Decode address and port text read from a v1 line."""
-    src, dst, sport, dport = addr
-    return (address(src.decode('ascii')), address(dst.decode('ascii')),
-            int(sport), int(dport))
+    """
+    self = _new(cls)
+    self._addr = raw
+    self._protocol = protocol
+    self._tlv = tlv
+    return self
 
 
 class ProxyResultIPv4(_ProxyResultIP):
@@ -448,6 +475,7 @@ class ProxyResultIPv4(_ProxyResultIP):
 
     type = ProxyResultType.IPv4
     _address = IPv4Address
+    _tlv_start = 28
 
     source: tuple[IPv4Address, int]
     dest: tuple[IPv4Address, int]
@@ -462,6 +490,42 @@ class ProxyResultIPv4(_ProxyResultIP):
         addr = self._decoded()
         return (str(addr[1]), addr[3])
 
+    def _v1_line(self) -> bytes:
+        addr = self._addr
+        if type(addr) is tuple:
+            src, dst, sport, dport = addr
+            try:
+                # IPv4Address keeps its value in _ip; .packed is the
+                # public (slower) way to the same bytes.
+                octets = _TWO_U32.pack(src._ip, dst._ip)
+            except _NO_PRIVATE:  # pragma: no cover - another ipaddress
+                octets = src.packed + dst.packed
+            if not (0 <= sport <= 0xFFFF and 0 <= dport <= 0xFFFF):
+                raise _port_error(sport, dport)
+            text = _OCTETS
+            return _V1_TCP4 % (
+                text[octets[0]], text[octets[1]], text[octets[2]],
+                text[octets[3]], text[octets[4]], text[octets[5]],
+                text[octets[6]], text[octets[7]], sport, dport)
+        if addr[0] == 0x50:
+            return addr  # type: ignore[no-any-return]  # the line as read
+        src, dst, sport, dport = _V2_INET.unpack_from(addr, 16)
+        return (f'PROXY TCP4 {_inet_ntoa(src)} {_inet_ntoa(dst)} '
+                f'{sport} {dport}\r\n').encode('ascii')
+
+    def _v2_block(self) -> bytes:
+        addr = self._addr
+        if type(addr) is tuple:
+            src, dst, sport, dport = addr
+            if 0 <= sport <= 0xFFFF and 0 <= dport <= 0xFFFF:
+                try:
+                    return _V2_INET_INTS.pack(src._ip, dst._ip, sport, dport)
+                except _NO_PRIVATE:  # pragma: no cover - another ipaddress
+                    pass
+        elif addr[0] != 0x50:
+            return addr[16:28]  # type: ignore[no-any-return]
+        return _V2_INET.pack(*self._packed())
+
 
 class ProxyResultIPv6(_ProxyResultIP):
     """A proxied TCP or UDP connection over IPv6."""
@@ -470,6 +534,7 @@ class ProxyResultIPv6(_ProxyResultIP):
 
     type = ProxyResultType.IPv6
     _address = IPv6Address
+    _tlv_start = 52
 
     source: tuple[IPv6Address, int]
     dest: tuple[IPv6Address, int]
@@ -483,6 +548,28 @@ class ProxyResultIPv6(_ProxyResultIP):
     def sockname(self) -> tuple[str, int, int, int]:
         addr = self._decoded()
         return (str(addr[1]), addr[3], 0, 0)
+
+    def _v1_line(self) -> bytes:
+        src, dst, sport, dport = self._packed()
+        return (f'PROXY TCP6 {_inet_ntop(_AF_INET6, src)} '
+                f'{_inet_ntop(_AF_INET6, dst)} {sport} {dport}\r\n'
+                ).encode('ascii')
+
+    def _v2_block(self) -> bytes:
+        addr = self._addr
+        if type(addr) is tuple:
+            src, dst, sport, dport = addr
+            if 0 <= sport <= 0xFFFF and 0 <= dport <= 0xFFFF:
+                try:
+                    # IPv6Address keeps its value in _ip (see IPv4).
+                    s, d = src._ip, dst._ip
+                    return _V2_INET6_INTS.pack(s >> 64, s & _U64, d >> 64,
+                                               d & _U64, sport, dport)
+                except _NO_PRIVATE:  # pragma: no cover - another ipaddress
+                    pass
+        elif addr[0] != 0x50:
+            return addr[16:52]  # type: ignore[no-any-return]
+        return _V2_INET6.pack(*self._packed())
 
 
 class ProxyResultUnix(ProxyResult):

@@ -13,7 +13,8 @@ from __future__ import annotations
 import socket
 from socket import SOCK_DGRAM, SOCK_STREAM, AddressFamily, SocketKind
 from struct import Struct
-from typing import TYPE_CHECKING, Any, Final, Mapping, NoReturn, Optional, Union
+from typing import (TYPE_CHECKING, Any, Final, Iterable, Mapping, NoReturn,
+                    Optional, Union)
 
 from .base import ProxyProtocol
 from .checksum import crc32c as _checksum
@@ -22,8 +23,11 @@ from .errors import (NeedMore, ProxyProtocolBuildError,
                      ProxyProtocolTooLongError)
 from .result import (ProxyResult, ProxyResultIPv4, ProxyResultIPv6,
                      ProxyResultLocal, ProxyResultType, ProxyResultUnix,
-                     ProxyResultUnknown, decode_packed)
-from .tlv import TLV, EMPTY_TLV, ProxyProtocolTLV, Type, scan_tlvs
+                     ProxyResultUnknown)
+from .result import _LAZY_TLV, _ProxyResultIP, _new_wire_result
+from .tlv import (TLV, EMPTY_TLV, MAX_AUTHORITY_LENGTH, MAX_UNIQUE_ID_LENGTH,
+                  ProxyProtocolTLV, Type, scan_tlvs)
+from .tlv import _check_known, _scan_ssl
 
 if TYPE_CHECKING:
     from .typing import Buffer, SockAddr
@@ -38,8 +42,6 @@ V2_SIGNATURE: Final = b'\r\n\r\n\x00\r\nQUIT\n'
 MAX_V2_LENGTH: Final = 16 + 0xFFFF
 
 _HEADER: Final = Struct('!12sBBH')
-_INET: Final = Struct('!4s4sHH')
-_INET6: Final = Struct('!16s16sHH')
 _UNIX: Final = Struct('!108s108s')
 _LENGTH: Final = Struct('!H')
 _U32: Final = Struct('!L')
@@ -117,19 +119,24 @@ def unpack_v2(data: Buffer, *, max_length: int = MAX_V2_LENGTH
         return NeedMore(total - have)
     if type(data) is not bytes or have != total:
         data = bytes(data[:total])
-    if total == 16 + address_size or total == 16:
+    start = 16 + address_size
+    tlv: Any
+    if total == start or total == 16:
         tlv, crc_at = EMPTY_TLV, -1
+    elif ver_cmd == 0x21 and 1 <= family <= 2 \
+            and _tlvs_ok(data, start, total):
+        tlv, crc_at = _LAZY_TLV, -1  # valid, read when asked for
     else:
-        tlv, crc_at = scan_tlvs(data, 16 + address_size, total)
+        tlv, crc_at = scan_tlvs(data, start, total)
     result: ProxyResult
     if ver_cmd == 0x20:
         result = ProxyResultLocal(tlv=tlv) if tlv else _LOCAL
     elif family == 1:
-        result = _new_ipv4(_INET.unpack_from(data, 16), decode_packed,
-                           _PROTOCOLS[fam & 0xF], tlv)
+        result = _new_wire_result(ProxyResultIPv4, data, _PROTOCOLS[fam & 0xF],
+                                  tlv)
     elif family == 2:
-        result = _new_ipv6(_INET6.unpack_from(data, 16), decode_packed,
-                           _PROTOCOLS[fam & 0xF], tlv)
+        result = _new_wire_result(ProxyResultIPv6, data, _PROTOCOLS[fam & 0xF],
+                                  tlv)
     elif family == 3:
         src, dst = _UNIX.unpack_from(data, 16)
         result = ProxyResultUnix(_unix_path(src), _unix_path(dst),
@@ -142,33 +149,110 @@ def unpack_v2(data: Buffer, *, max_length: int = MAX_V2_LENGTH
 
 
 _LOCAL: Final = ProxyResultLocal()
-_new_ipv4 = ProxyResultIPv4._from_wire
-_new_ipv6 = ProxyResultIPv6._from_wire
 _UNKNOWN: Final = ProxyResultUnknown()
+_new = object.__new__
+_header_from = _HEADER.unpack_from
+_crc_from = _U32.unpack_from
+
+#: What ProxyProtocolV2.unpack reads inline, by the family and protocol byte
+#: of a PROXY header: the result class, the offset of the TLVs and the
+#: protocol; None for the rest.
+_FAST_FAMILIES: Final = tuple(
+    (ProxyResultIPv4, 28, _PROTOCOLS[fam & 0xF]) if 0x10 <= fam <= 0x12
+    else (ProxyResultIPv6, 52, _PROTOCOLS[fam & 0xF]) if 0x20 <= fam <= 0x22
+    else None for fam in range(256))
+_CHECKED_TLVS: Final = frozenset({0x02, 0x03, 0x05, 0x20, 0x30})
 
 
-_CRC_TLV_ZERO: Final = b'\x03\x00\x04' + _ZERO4
+def _tlvs_ok(data: bytes, pos: int, end: int) -> bool:
+    # The TLVs data[pos:end] of a whole header (data[end:] is empty) meet
+    # every rule of scan_tlvs and the CRC32C, if any, matches. False leaves
+    # the header to unpack_v2, which finds the fault and names it; it may
+    # also raise the error itself when it is the one unpack_v2 would raise.
+    # The common cases are written out here (an ASCII SSL value needs only
+    # its sub-TLVs bounded); the rare ones call the checks scan_tlvs uses.
+    crc_at = 0
+    try:
+        while pos < end:
+            tlv_type = data[pos]
+            vstart = pos + 3
+            pos = vstart + ((data[pos + 1] << 8) | data[pos + 2])
+            if tlv_type in _CHECKED_TLVS:
+                if tlv_type == 0x03:
+                    if crc_at or pos - vstart != 4:
+                        return False
+                    crc_at = vstart
+                elif pos > end:
+                    return False
+                elif tlv_type == 0x20:
+                    if pos - vstart >= 5 and data[vstart:pos].isascii():
+                        sub = vstart + 5
+                        while sub < pos:
+                            sub += 3 + ((data[sub + 1] << 8) | data[sub + 2])
+                        if sub != pos:
+                            return False
+                    else:
+                        _scan_ssl(data, vstart, pos)
+                elif tlv_type == 0x02:
+                    if pos - vstart > MAX_AUTHORITY_LENGTH \
+                            or not data[vstart:pos].isascii():
+                        _check_known(0x02, data, vstart, pos)
+                elif tlv_type == 0x05:
+                    if pos - vstart > MAX_UNIQUE_ID_LENGTH:
+                        return False
+                elif not data[vstart:pos].isascii():  # NETNS
+                    return False
+    except IndexError:
+        return False
+    if pos != end:
+        return False
+    return not crc_at or _checksum(data[:crc_at] + _ZERO4 + data[crc_at + 4:]) \
+        == _crc_from(data, crc_at)[0]
+
+
+_CRC_TLV_HEAD: Final = b'\x03\x00\x04'
 _TLV_HEAD: Final = Struct('!BH')
 
 
-def _sorted_with_crc(tlv: Mapping[int, bytes]) -> tuple[bytes, int]:
-    # Serializes one entry per type in ascending order, with a zeroed CRC32C
-    # TLV; returns the bytes and the offset of the CRC value.
-    items = dict(tlv._mapping() if isinstance(tlv, TLV) else tlv.items())
-    items[0x03] = _ZERO4
+def _sorted_with_crc(tlv: Mapping[int, bytes]) -> tuple[bytes, bytes]:
+    # The 0.11 layout of the TLVs: one entry per type (its last value) in
+    # ascending type order, with a CRC32C TLV in its place. Returns the
+    # bytes up to the CRC value (they end with the CRC32C type and length)
+    # and the bytes after it.
+    if isinstance(tlv, TLV):
+        parts = _crc_layout(tlv._entries)  # already in that order?
+        if parts is not None:
+            return parts
+        items = dict(tlv._entries)
+    else:
+        items = dict(tlv.items())
+    parts = _crc_layout([(t, items[t]) for t in sorted(items)
+                         if 0 <= t <= 0xFF])
+    assert parts is not None
+    return parts
+
+
+def _crc_layout(entries: Iterable[tuple[int, bytes]]
+                ) -> Optional[tuple[bytes, bytes]]:
+    # _sorted_with_crc for entries in strictly ascending type order; None if
+    # they are not.
     head = _TLV_HEAD.pack
-    parts = []
-    pos = crc_at = 0
-    for tlv_type in sorted(items):
-        if not 0 <= tlv_type <= 0xFF:
-            continue
-        value = items[tlv_type]
-        if tlv_type == 0x03:
-            crc_at = pos + 3
-        parts.append(head(tlv_type, len(value)))
-        parts.append(value)
-        pos += 3 + len(value)
-    return b''.join(parts), crc_at
+    before: list[bytes] = []
+    after: list[bytes] = []
+    out = before
+    prev = -1
+    for tlv_type, value in entries:
+        if tlv_type <= prev or tlv_type > 0xFF:
+            return None
+        prev = tlv_type
+        if tlv_type >= 0x03 and out is before:
+            out = after
+            if tlv_type == 0x03:
+                continue
+        out.append(head(tlv_type, len(value)))
+        out.append(value)
+    before.append(_CRC_TLV_HEAD)
+    return b''.join(before), b''.join(after)
 
 
 def _verify_crc32c(data: bytes, crc_at: int, result: ProxyResult) -> None:
@@ -210,17 +294,27 @@ def _pack_unix_path(path: Any) -> bytes:
 
 
 def _address_block(result: ProxyResult) -> tuple[int, bytes]:
+    block = result._v2_block()
+    if block is not None:  # IPv4 or IPv6
+        return 0x10 if len(block) == 12 else 0x20, block
     kind = result.type
-    if kind is ProxyResultType.IPv4:
-        assert isinstance(result, ProxyResultIPv4)
-        return 0x10, _INET.pack(*result._packed())
-    if kind is ProxyResultType.IPv6:
-        assert isinstance(result, ProxyResultIPv6)
-        return 0x20, _INET6.pack(*result._packed())
     if kind is ProxyResultType.UNIX:
         return 0x30, _UNIX.pack(_pack_unix_path(result.source),
                                 _pack_unix_path(result.dest))
     return 0x00, b''
+
+
+def _protocol_nibble(protocol: Optional[SocketKind]) -> int:
+    # The protocol nibble of a socket kind: 0 for kinds the header cannot
+    # say, ValueError for what is no kind at all.
+    try:
+        nibble = _PROTOCOL_NIBBLE.get(protocol)
+    except TypeError:  # unhashable: SocketKind() says what is wrong
+        nibble = None
+    if nibble is None:
+        nibble = _PROTOCOL_NIBBLE.get(
+            SocketKind(protocol) if protocol is not None else None, 0)
+    return nibble
 
 
 def pack_v2(result: ProxyResult, *, crc32c: bool = False,
@@ -333,6 +427,33 @@ class ProxyProtocolV2(ProxyProtocol):
         return bytes(signature[:8]) == V2_SIGNATURE[:8]
 
     def unpack(self, data: Buffer) -> ProxyResult:
+        # A whole PROXY header for TCP or UDP over IP, read inline with as
+        # few calls as possible. It accepts no more than unpack_v2 does and
+        # builds the same result; on anything else or anything wrong it
+        # leaves the header to unpack_v2, which names the error.
+        have = len(data)
+        if type(data) is bytes and have >= 16:
+            signature, ver_cmd, fam, length = _header_from(data)
+            total = 16 + length
+            fast = _FAST_FAMILIES[fam]
+            if fast is not None and ver_cmd == 0x21 \
+                    and signature == V2_SIGNATURE and total <= have \
+                    and total <= self.max_length:
+                cls, pos, protocol = fast
+                header = data if have == total else data[:total]
+                result: _ProxyResultIP
+                if total == pos:
+                    result = _new(cls)
+                    result._addr = header
+                    result._protocol = protocol
+                    result._tlv = EMPTY_TLV
+                    return result
+                if total > pos and _tlvs_ok(header, pos, total):
+                    result = _new(cls)
+                    result._addr = header
+                    result._protocol = protocol
+                    result._tlv = _LAZY_TLV
+                    return result
         parsed = unpack_v2(data, max_length=self.max_length)
         if type(parsed) is tuple:
             return parsed[0]
@@ -390,30 +511,30 @@ class ProxyProtocolV2(ProxyProtocol):
     def pack(self, result: ProxyResult) -> bytes:
         # The 0.11 layout: one TLV per type (its last value) in ascending
         # type order, and always a CRC32C TLV in its place.
-        family, block = _address_block(result)
-        if result.proxied:
+        block = result._v2_block()
+        if block is not None:  # IPv4 or IPv6, always proxied
             ver_cmd = 0x21
-            if family:
-                protocol = result.protocol
-                fam = family | _PROTOCOL_NIBBLE.get(
-                    SocketKind(protocol) if protocol is not None else None, 0)
+            fam = (0x10 if len(block) == 12 else 0x20) \
+                | _protocol_nibble(result.protocol)
+        else:
+            family, block = _address_block(result)
+            if result.proxied:
+                ver_cmd = 0x21
+                fam = family | _protocol_nibble(result.protocol) if family \
+                    else 0x00
             else:
-                fam = 0x00
-        else:
-            ver_cmd, fam = 0x20, 0x00
+                ver_cmd, fam = 0x20, 0x00
         tlv = result.tlv
-        if tlv:
-            tlv_bytes, crc_at = _sorted_with_crc(tlv)
+        if tlv is EMPTY_TLV:
+            before, after = _CRC_TLV_HEAD, b''
         else:
-            tlv_bytes, crc_at = _CRC_TLV_ZERO, 3
-        length = len(block) + len(tlv_bytes)
+            before, after = _sorted_with_crc(tlv)
+        length = len(block) + len(before) + 4 + len(after)
         if length > 0xFFFF:
             raise ValueError(f'header body of {length} bytes is too long')
-        header = _HEADER.pack(V2_SIGNATURE, ver_cmd, fam, length) + block \
-            + tlv_bytes
-        crc_at += 16 + len(block)
-        return header[:crc_at] + _checksum(header).to_bytes(4, 'big') \
-            + header[crc_at + 4:]
+        start = _HEADER.pack(V2_SIGNATURE, ver_cmd, fam, length) + block \
+            + before
+        return start + _U32.pack(_checksum(start + _ZERO4 + after)) + after
 
     def build(self, source: SockAddr, dest: SockAddr, *,
               family: AddressFamily, protocol: Optional[SocketKind] = None,
