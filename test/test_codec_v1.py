@@ -12,7 +12,8 @@ from proxyprotocol import (NeedMore, ParsedHeader, ProxyProtocolError,
                            ProxyProtocolSyntaxError, ProxyProtocolTooLongError,
                            parse_header)
 from proxyprotocol.result import ProxyResultIPv4, ProxyResultUnknown
-from proxyprotocol.v1 import MAX_V1_LENGTH, V1_SIGNATURE, unpack_v1
+from proxyprotocol.v1 import (MAX_V1_LENGTH, V1_SIGNATURE, ProxyProtocolV1,
+                              unpack_v1)
 from vectors.golden import INVALID_V1, VALID_V1, Invalid, Valid
 
 Buffer = Union[bytes, bytearray, memoryview]
@@ -244,3 +245,15 @@ class TestUnpackV1:
     def test_signature_constant(self) -> None:
         assert V1_SIGNATURE == b'PROXY '
         assert MAX_V1_LENGTH == 107
+
+
+@pytest.mark.parametrize('line', [
+    b'PROXY TCP6 ::1::2 ::1 1 2\r\n',        # two "::"
+    b'PROXY TCP6 ::1 1:2:3:4:5:6:7:8:9 1 2\r\n',  # nine groups
+    b'PROXY TCP6 ::1 :::: 1 2\r\n',
+])
+def test_legacy_unpack_rejects_invalid_tcp6_address(line: bytes) -> None:
+    # The 0.11 unpack() reads TCP6 lines on a path of its own.
+    with pytest.raises(ProxyProtocolSyntaxError) as info:
+        ProxyProtocolV1().unpack(line)
+    assert info.value.field in ('v1.source', 'v1.dest')

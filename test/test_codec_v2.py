@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from ipaddress import IPv4Address, IPv6Address
 from socket import SOCK_STREAM
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 import pytest
 
@@ -17,7 +17,8 @@ from proxyprotocol.result import (ProxyResultIPv4, ProxyResultIPv6,
                                   ProxyResultLocal, ProxyResultUnix,
                                   ProxyResultUnknown)
 from proxyprotocol.tlv import ProxyProtocolTLV
-from proxyprotocol.v2 import MAX_V2_LENGTH, V2_SIGNATURE, unpack_v2
+from proxyprotocol.v2 import (MAX_V2_LENGTH, V2_SIGNATURE, ProxyProtocolV2,
+                              unpack_v2)
 from vectors.golden import (INVALID_V2, PACKED_0_11, SIG, VALID_V2, Invalid,
                             Valid, crc32c_reference, h)
 
@@ -374,3 +375,17 @@ def test_only_v1_allowed_rejects_v2() -> None:
     with pytest.raises(ProxyProtocolSyntaxError) as info:
         parse_header(header(0x21, 0x11, BLOCK4), versions=(1,))
     assert info.value.field == 'signature'
+
+
+def test_legacy_pack_takes_any_mapping_of_tlvs() -> None:
+    # 0.11 typed result.tlv as ProxyProtocolTLV, but a plain mapping worked:
+    # one entry per type, ascending, with the CRC32C in its place.
+    class Plain(ProxyResultUnknown):
+        @property
+        def tlv(self) -> Any:
+            return {0x05: b'id', 0x01: b'h2', 0x100: b'dropped'}
+
+    data = ProxyProtocolV2().pack(Plain())
+    result = ProxyProtocolV2().unpack(data)
+    assert [t for t, _ in result.tlv.entries] == [0x01, 0x03, 0x05]
+    assert result.tlv.alpn == b'h2' and result.tlv.unique_id == b'id'
