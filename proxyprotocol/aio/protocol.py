@@ -28,10 +28,23 @@ The :class:`ProxiedTransport`'s ``get_extra_info`` answers:
                        or None when no header was read
 ``'proxy_header'``     the :class:`~proxyprotocol.header.ParsedHeader`, or None
 ``'proxy_tlv'``        the header's TLVs (empty when none)
+``'socket'``           when the header gave addresses, a
+                       :class:`~proxyprotocol.aio.sockview.ProxiedSocket`:
+                       a view of the socket whose ``getpeername()``,
+                       ``getsockname()`` and ``family`` are the header's,
+                       and whose options and descriptor are the real
+                       socket's; else the real socket
+``'socket_real'``      the real socket, always (its ``getpeername()``
+                       names the proxy)
 TLS entries            with ``ssl=``: ``'ssl_object'``, ``'sslcontext'``,
                        ``'peercert'``, ``'cipher'``, ``'compression'``
-anything else          the real transport's (``'socket'``, ...)
+anything else          the real transport's
 =====================  ======================================================
+
+The ``'socket'`` view is there because servers such as uvicorn read the
+client from ``get_extra_info('socket').getpeername()`` rather than from
+``'peername'``: with the real socket, the proxy's address would leak into
+the application as the client's.
 
 The bytes that came after the header are the application's first data, for
 :class:`asyncio.Protocol` and :class:`asyncio.BufferedProtocol` alike;
@@ -53,6 +66,7 @@ from ..acceptor import ConnectionInfo, HeaderAcceptor
 from ..errors import ProxyProtocolError
 from ..header import ParsedHeader
 from ..policy import DEFAULT_CONFIG, HeaderConfig
+from .sockview import ProxiedSocket
 from .tls import DEFAULT_HANDSHAKE_TIMEOUT, TLSLayer
 
 __all__ = ['HeaderProtocol', 'ProxiedTransport', 'wrap_protocol_factory',
@@ -108,6 +122,7 @@ class HeaderProtocol(asyncio.BufferedProtocol):
         self._tls: Optional[TLSLayer] = None
         self._app: Optional[asyncio.BaseProtocol] = None
         self._proxied: Optional[ProxiedTransport] = None
+        self._sockview: Optional[ProxiedSocket] = None
         self._buffer = memoryview(bytearray(_HEADER_BUFFER))
         self._lent: Optional[tuple[asyncio.BufferedProtocol, Any]] = None
         self._pending = bytearray()
@@ -492,6 +507,16 @@ class HeaderProtocol(asyncio.BufferedProtocol):
         transport = self._transport
         if transport is None:
             return default
+        if name == 'socket_real':
+            return transport.get_extra_info('socket', default)
+        if name == 'socket' and info is not None and info.proxied:
+            view = self._sockview
+            if view is None:
+                sock = transport.get_extra_info('socket')
+                if sock is None:
+                    return default
+                view = self._sockview = ProxiedSocket(sock, info)
+            return view
         return transport.get_extra_info(name, default)
 
 

@@ -1,14 +1,15 @@
 """What the framework integrations share: settings from the environment and
-a socket view that reports the addresses the header gave."""
+a socket view that reports the addresses the header gave
+(:class:`ProxiedSocket`, which lives in :mod:`proxyprotocol.aio.sockview`
+and is kept here under its earlier name)."""
 
 from __future__ import annotations
 
 import os
-import socket
 import ssl
 from typing import Any, Final, Mapping, Optional, Sequence
 
-from ..acceptor import ConnectionInfo
+from ..aio.sockview import ProxiedSocket
 from ..policy import DEFAULT_CONFIG, UNIX, HeaderConfig
 from ..typing import SockAddr
 
@@ -147,78 +148,3 @@ def two_tuple(address: SockAddr) -> SockAddr:
     if isinstance(address, tuple) and len(address) > 2:
         return (address[0], address[1])
     return address
-
-
-class ProxiedSocket:
-    """A view of a connection's socket that reports the addresses the
-    header gave.
-
-    Servers such as uvicorn ask the transport for its ``'socket'`` and call
-    :meth:`getpeername` on it, which would name the proxy, not the client.
-    This view answers :meth:`getpeername`, :meth:`getsockname` and
-    :attr:`family` from the :class:`~proxyprotocol.acceptor.ConnectionInfo`;
-    socket options and the descriptor are the real socket's (for
-    ``TCP_NODELAY`` and the like).
-
-    Args:
-        sock: The real socket (a socket or asyncio's transport socket).
-        info: The connection's information.
-
-    """
-
-    __slots__ = ('_sock', '_info')
-
-    def __init__(self, sock: Any, info: ConnectionInfo) -> None:
-        self._sock = sock
-        self._info = info
-
-    @property
-    def info(self) -> ConnectionInfo:
-        """The connection's information (the real addresses are there)."""
-        return self._info
-
-    @property
-    def family(self) -> socket.AddressFamily:
-        """The family of :meth:`getpeername`'s address."""
-        family = self._info.family
-        if family is None or family == socket.AF_UNSPEC:
-            real: socket.AddressFamily = self._sock.family
-            return real
-        return family
-
-    @property
-    def type(self) -> socket.SocketKind:
-        """The real socket's type."""
-        kind: socket.SocketKind = self._sock.type
-        return kind
-
-    @property
-    def proto(self) -> int:
-        """The real socket's protocol number."""
-        proto: int = self._sock.proto
-        return proto
-
-    def getpeername(self) -> SockAddr:
-        """The client: the header's source when it gave one."""
-        return self._info.peername
-
-    def getsockname(self) -> SockAddr:
-        """The address the client connected to, likewise."""
-        return self._info.sockname
-
-    def fileno(self) -> int:
-        """The real socket's descriptor."""
-        fileno: int = self._sock.fileno()
-        return fileno
-
-    def getsockopt(self, *args: Any) -> Any:
-        """The real socket's option."""
-        return self._sock.getsockopt(*args)
-
-    def setsockopt(self, *args: Any) -> None:
-        """Set an option of the real socket."""
-        self._sock.setsockopt(*args)
-
-    def __repr__(self) -> str:
-        return (f'<ProxiedSocket peername={self.getpeername()!r} '
-                f'sockname={self.getsockname()!r}>')

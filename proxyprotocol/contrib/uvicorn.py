@@ -56,7 +56,8 @@ from uvicorn.server import ServerState
 from ..acceptor import ConnectionInfo
 from ..aio.protocol import DropCallback, HeaderProtocol
 from ..policy import DEFAULT_CONFIG, HeaderConfig
-from ._common import ProxiedSocket, config_from_env, ssl_context_from_env
+from ..aio.sockview import ProxiedSocket
+from ._common import config_from_env, ssl_context_from_env
 
 __all__ = ['UvicornProxyProtocol', 'proxy_protocol_class',
            'H11ProxyProtocol', 'HttpToolsProxyProtocol', 'AutoProxyProtocol',
@@ -113,7 +114,10 @@ class _ClientTransport(asyncio.Transport):
                  info: ConnectionInfo) -> None:
         super().__init__()
         self._transport = transport
-        sock = transport.get_extra_info('socket')
+        # The real socket: a view of the view would work, but for nothing.
+        sock = transport.get_extra_info('socket_real')
+        if sock is None:
+            sock = transport.get_extra_info('socket')
         self._socket = None if sock is None else ProxiedSocket(sock, info)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:

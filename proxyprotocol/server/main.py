@@ -40,6 +40,7 @@ from .relay import (DEFAULT_BUF_LEN, disable_splice, set_buffer_size,
                     splice_available)
 from .service import (ProxyServer, ServiceOptions, bind_tcp, bind_unix,
                       resolve)
+from .udp import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FLOWS, UDPProxy, serve_udp
 from .workers import supervise
 
 __all__ = ['main', 'run', 'address', 'make_parser', 'ServerConfig']
@@ -83,7 +84,8 @@ DEST options:
                      sets another default; detect sends v2; noop sends none)
   tlv=NAME,...|none  v2 TLVs: crc32c, unique-id (16 random bytes), and when
                      the listener terminates TLS: ssl, alpn, authority (SNI).
-                     Default: all of them that apply.
+                     Default: all of them that apply (udp:// destinations:
+                     crc32c only)
   cafile=FILE capath=DIR verify=MODE cert=FILE key=FILE sni=NAME alpn=P1,P2
                      (ssl://) TLS towards the destination, checked against
                      the system CAs unless told otherwise
@@ -146,9 +148,20 @@ def make_parser() -> argparse.ArgumentParser:
         help='to connect to DEST, TLS included (default 10)')
     parser.add_argument(
         '--idle-timeout', type=seconds, metavar='SECONDS',
-        help='close a connection with no byte either way for this long '
-        '(default 600; 0: never); for UDP services, a client\'s flow '
-        '(default 60)')
+        help='close a TCP or UNIX connection with no byte either way for '
+        'this long (default 600; 0: never)')
+    parser.add_argument(
+        '--udp-idle-timeout', type=seconds, default=DEFAULT_IDLE_TIMEOUT,
+        metavar='SECONDS',
+        help='UDP services: close a client\'s flow (and its upstream '
+        f'socket) after this long without a datagram either way (default '
+        f'{DEFAULT_IDLE_TIMEOUT:g}; must be more than 0)')
+    parser.add_argument(
+        '--udp-max-flows', type=positive_int, default=DEFAULT_MAX_FLOWS,
+        metavar='N',
+        help='UDP services: the most clients (flows, one socket each) at '
+        'once per service; datagrams from new clients beyond are dropped '
+        f'(default {DEFAULT_MAX_FLOWS})')
     parser.add_argument(
         '--header-timeout', type=seconds, default=DEFAULT_TIMEOUT,
         metavar='SECONDS', help='for the header of a proxy in front '
@@ -194,6 +207,9 @@ def _check(parser: argparse.ArgumentParser,
         parser.error('--buf-len must be at least 1024')
     if args.dnsbl_timeout is not None and args.dnsbl_timeout <= 0:
         parser.error('--dnsbl-timeout must be more than 0')
+    if not 0 < args.udp_idle_timeout < 1e9:
+        parser.error('--udp-idle-timeout must be more than 0 (and less '
+                     'than 1e9)')
     services = []
     for listen_text, dest_text in args.services:
         listen = Address(listen_text, server=True)
@@ -238,11 +254,13 @@ async def _serve(config: ServerConfig,
                          idle_timeout=_DEFAULT_IDLE if args.idle_timeout is None
                          else args.idle_timeout,
                          drain_timeout=args.drain_timeout, loop=loop)
+    udp: list[tuple[Address, Address, UDPProxy]] = []
     try:
         for number, (listen, dest) in enumerate(config.services):
             if listen.is_udp:
                 if index == 0:
-                    await _serve_udp(server, listen, dest, config)
+                    udp.append((listen, dest, await _serve_udp(
+                        server, listen, dest, config)))
                 continue
             service = server.add(listen, dest, config.options)
             plan = planned[number] if planned is not None else None
@@ -288,23 +306,53 @@ async def _serve(config: ServerConfig,
     _log.info('stopped after %d connection(s) (%d could not connect, %d '
               'refused, %d timed out)', stats['accepted'],
               stats['connect_failed'], stats['refused'], stats['timed_out'])
+    _log_udp_stats(udp)
     return EXIT_OK
 
 
+#: Of the TLVs a destination may ask for, those a UDP service sends: its
+#: headers carry the same TLVs for every flow, so UNIQUE_ID (one per
+#: connection, spec 2.2.5) cannot be among them, and SSL, ALPN and
+#: AUTHORITY need a TLS handshake, which UDP listeners do not do.
+_UDP_TLVS = frozenset(('crc32c',))
+
+
 async def _serve_udp(server: ProxyServer, listen: Address, dest: Address,
-                     config: ServerConfig) -> None:
-    from .udp import serve_udp
+                     config: ServerConfig) -> UDPProxy:
     name = dest.pp_name
     version = None if name == 'noop' else 2
     listen_text = f'[{listen.host}]' if ':' in listen.host else listen.host
     dest_text = f'[{dest.host}]' if ':' in dest.host else dest.host
-    from .udp import DEFAULT_IDLE_TIMEOUT
-    idle = config.args.idle_timeout
+    args = config.args
+    if version is not None and 'tlv' in dest.query:
+        left_out = sorted(dest.tlvs - _UDP_TLVS)
+        if left_out:
+            _log.warning('%s: TLV(s) %s do not apply to UDP and are not '
+                         'sent (UDP headers carry crc32c only)',
+                         dest.describe(), ', '.join(left_out))
+    crc32c = version is not None and 'crc32c' in dest.tlvs
     proxy = await serve_udp(f'{listen_text}:{listen.bind_port}',
                             f'{dest_text}:{dest.bind_port}', version=version,
-                            idle_timeout=idle or DEFAULT_IDLE_TIMEOUT,
-                            crc32c='crc32c' in dest.tlvs)
+                            idle_timeout=args.udp_idle_timeout,
+                            max_flows=args.udp_max_flows, crc32c=crc32c)
     server.extra.append(proxy)
+    _log.info('UDP flows to %s: closed after %g s idle, at most %d at once%s',
+              dest.describe(), proxy.idle_timeout, proxy.max_flows,
+              ', CRC32C in each header' if crc32c else '')
+    return proxy
+
+
+def _log_udp_stats(udp: list[tuple[Address, Address, UDPProxy]]) -> None:
+    """One line per UDP service with its counters, at shutdown."""
+    for listen, dest, proxy in udp:
+        stats = proxy.stats
+        counts = ' '.join(f'{key}={value}'
+                          for key, value in stats.as_dict().items())
+        where = ', '.join(
+            f'[{a[0]}]:{a[1]}' if ':' in a[0] else f'{a[0]}:{a[1]}'
+            for a in proxy.addresses) or listen.describe()
+        _log.info('UDP service on %s -> %s stopped: %s', where,
+                  dest.describe(), counts)
 
 
 def _reserve(config: ServerConfig) -> list[Optional[list[Any]]]:

@@ -49,6 +49,7 @@ def test_help_explains_every_option() -> None:
     assert out.returncode == 0
     for option in ('--service', '--workers', '--max-connections',
                    '--connect-timeout', '--idle-timeout', '--header-timeout',
+                   '--udp-idle-timeout', '--udp-max-flows',
                    '--drain-timeout', '--trusted', '--buf-len', '--no-splice',
                    '--backlog', '--loop', '--quiet', '--verbose', '--version',
                    'pp=v1|v2|detect', 'tlv=NAME', 'unix:PATH', 'ssl://',
@@ -84,6 +85,12 @@ def test_version() -> None:
     (['--service', 'udp://:1', 'h:2'], 'needs udp:// on both sides'),
     (['--service', ':1', 'h:2', '--workers', '0'], "'0' is less than 1"),
     (['--service', ':1', 'h:2', '--idle-timeout', 'x'], 'not a number'),
+    (['--service', 'udp://:1', 'udp://h:2', '--udp-idle-timeout', '0'],
+     '--udp-idle-timeout must be more than 0'),
+    (['--service', 'udp://:1', 'udp://h:2', '--udp-idle-timeout', '1e10'],
+     '--udp-idle-timeout must be more than 0'),
+    (['--service', 'udp://:1', 'udp://h:2', '--udp-max-flows', '0'],
+     "'0' is less than 1"),
     (['--service', ':1', 'h:2', '--buf-len', '10'], 'at least 1024'),
     (['--service', ':1', 'h:2', '--trusted', 'nonsense'], '--trusted'),
     (['--service', ':1?mode=abc', 'h:2'], 'mode= only applies to UNIX'),
@@ -459,6 +466,96 @@ def test_udp_services(tmp_path: Path) -> None:
         assert proxy.stop() == 0
         assert echo_server.stop() == 0
         backend.close()
+
+
+def _udp_port(server: Any) -> int:
+    """The port of a UDP service, from the log of its server."""
+    line, = server.wait_log(r'UDP service on 127\.0\.0\.1:\d+ ->')
+    found = re.search(r'UDP service on 127\.0\.0\.1:(\d+)', line)
+    assert found is not None
+    return int(found.group(1))
+
+
+def test_udp_idle_timeout_and_max_flows(tmp_path: Path) -> None:
+    """``--udp-max-flows 1``: a second client is dropped while the first
+    one's flow is open; ``--udp-idle-timeout``: that flow closes once idle,
+    and the second client gets through. The counters are logged at exit."""
+    backend = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    backend.bind(('127.0.0.1', 0))
+    backend.settimeout(WAIT)
+    backend_port = backend.getsockname()[1]
+    proxy = proxy_process(
+        tmp_path, '--service', 'udp://127.0.0.1:0',
+        f'udp://127.0.0.1:{backend_port}?tlv=crc32c,unique-id',
+        '--udp-idle-timeout', '0.3', '--udp-max-flows', '1')
+    first = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    second = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        first.bind(('127.0.0.1', 0))
+        second.bind(('127.0.0.1', 0))
+        port = _udp_port(proxy)
+        log = proxy.log()
+        assert 'closed after 0.3 s idle, at most 1 at once' in log
+        assert 'unique-id do not apply to UDP' in log
+        first.sendto(b'first', ('127.0.0.1', port))
+        data, _ = backend.recvfrom(65536)
+        parsed, first_payload = parse_datagram(data)
+        assert bytes(first_payload) == b'first'
+        assert parsed.result.peername == first.getsockname()
+        assert parsed.result.tlv.crc32c is not None
+        assert not parsed.result.tlv.unique_id
+        # The table is full: the second client's datagram is dropped.
+        second.sendto(b'second', ('127.0.0.1', port))
+        proxy.wait_log(r'UDP flow table full \(1 flows\)')
+        # Once the first flow has been idle for 0.3 s it is closed, and the
+        # second client has a flow of its own (with the default 60 s, not
+        # within the bounded wait).
+        backend.settimeout(0.1)
+        deadline = time.monotonic() + WAIT
+        payload = b''
+        while payload != b'second' and time.monotonic() < deadline:
+            second.sendto(b'second', ('127.0.0.1', port))
+            try:
+                data, _ = backend.recvfrom(65536)
+            except socket.timeout:
+                continue
+            parsed, view = parse_datagram(data)
+            payload = bytes(view)
+        assert payload == b'second'
+        assert parsed.result.peername == second.getsockname()
+    finally:
+        assert proxy.stop() == 0
+        first.close()
+        second.close()
+        backend.close()
+    line, = proxy.wait_log(rf'UDP service on 127\.0\.0\.1:{port} -> '
+                           rf'udp://127\.0\.0\.1:{backend_port} stopped:')
+    counts = dict((key, int(value)) for key, value in
+                  re.findall(r'(\w+)=(\d+)', line.partition('stopped:')[2]))
+    assert counts['flows_opened'] == 2
+    assert counts['flows_expired'] >= 1
+    assert counts['dropped_no_flow'] >= 1
+    assert counts['forwarded'] >= 2
+    assert counts['received'] == counts['forwarded'] + \
+        counts['dropped_no_flow']
+
+
+def test_udp_flows_default_settings(tmp_path: Path) -> None:
+    """Without the UDP options, flows last 60 s and 4096 may be open: the
+    TCP ``--idle-timeout`` does not apply to them."""
+    backend = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    backend.bind(('127.0.0.1', 0))
+    proxy = proxy_process(tmp_path, '--service', 'udp://127.0.0.1:0',
+                          f'udp://127.0.0.1:{backend.getsockname()[1]}',
+                          '--idle-timeout', '0')
+    try:
+        _udp_port(proxy)
+        assert 'closed after 60 s idle, at most 4096 at once, CRC32C in ' \
+            'each header' in proxy.log()
+    finally:
+        assert proxy.stop() == 0
+        backend.close()
+    proxy.wait_log(r'stopped: received=0 ')
 
 
 def test_run_helpers_take_0_4_and_0_11_arguments() -> None:

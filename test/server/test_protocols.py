@@ -444,3 +444,106 @@ def test_no_data_after_the_application_closes() -> None:
             await close(writer)
     run(main)
     assert received == []
+
+
+class SocketProbe(asyncio.Protocol):
+    """Reads the ``'socket'`` and ``'socket_real'`` extra info while the
+    connection is open, then closes it."""
+
+    def __init__(self, seen: dict[str, Any]) -> None:
+        self.seen = seen
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        view = transport.get_extra_info('socket')
+        real = transport.get_extra_info('socket_real')
+        seen = self.seen
+        seen['view'], seen['real'] = view, real
+        seen['same'] = transport.get_extra_info('socket') is view
+        seen['view_peer'] = view.getpeername()
+        seen['view_local'] = view.getsockname()
+        seen['view_family'] = view.family
+        seen['real_peer'] = real.getpeername()
+        seen['real_family'] = real.family
+        seen['fileno'] = (view.fileno(), real.fileno())
+        seen['type'] = view.type
+        # What the view does not define is the real socket's.
+        seen['timeout'] = (view.gettimeout(), real.gettimeout())
+        if real.family != socket.AF_UNIX:
+            # Options go to the real socket, through the view.
+            view.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+            view.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            seen['nodelay'] = real.getsockopt(socket.IPPROTO_TCP,
+                                              socket.TCP_NODELAY)
+            seen['nodelay_view'] = view.getsockopt(socket.IPPROTO_TCP,
+                                                   socket.TCP_NODELAY)
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(b'seen')
+        transport.close()
+
+
+@pytest.mark.parametrize('loop_kind', LOOPS)
+@pytest.mark.parametrize('kind', KINDS)
+def test_socket_extra_info_names_the_proxied_client(kind: str,
+                                                    loop_kind: str) -> None:
+    """``get_extra_info('socket').getpeername()`` (what uvicorn reads) is the
+    client of the header; ``'socket_real'`` is the connection's socket."""
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        factory = wrap_protocol_factory(lambda: SocketProbe(seen))
+        async with serve(kind, factory) as listener:
+            reader, writer = await listener.open()
+            client_end = writer.get_extra_info('sockname')
+            writer.write(header(2))
+            assert await read_until_closed(reader) == b'seen'
+            await close(writer)
+            seen['client_end'] = client_end
+    run(main, loop_kind)
+    assert seen['view'] is not seen['real'] and seen['same']
+    assert seen['view_peer'] == CLIENT_V4
+    assert seen['view_local'] == SERVICE_V4
+    assert seen['view_family'] == socket.AF_INET
+    assert seen['type'] == socket.SOCK_STREAM
+    view_fd, real_fd = seen['fileno']
+    assert view_fd == real_fd and real_fd >= 0
+    assert seen['timeout'][0] == seen['timeout'][1]
+    if kind == 'unix':
+        assert seen['real_family'] == socket.AF_UNIX
+        assert seen['real_peer'] in ('', None, b'')  # an unnamed client
+    else:
+        assert seen['real_peer'][:2] == seen['client_end'][:2]
+        assert seen['real_peer'][:2] != CLIENT_V4
+        assert seen['nodelay'] and seen['nodelay_view']
+    assert 'ProxiedSocket' in repr(seen['view'])
+    assert '203.0.113.7' in repr(seen['view'])
+
+
+@pytest.mark.parametrize('data, policy', [
+    (b'', 'ignore'),                                           # no header
+    (b'PROXY UNKNOWN\r\n', 'require'),                         # UNKNOWN
+])
+def test_socket_extra_info_is_the_real_socket_without_addresses(
+        data: bytes, policy: str) -> None:
+    """Without addresses from a header, ``'socket'`` is the real socket,
+    as ``'socket_real'`` is."""
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        factory = wrap_protocol_factory(
+            lambda: SocketProbe(seen), HeaderConfig(trusted_policy=policy))
+        async with serve('ipv4', factory) as listener:
+            reader, writer = await listener.open()
+            seen['client_end'] = writer.get_extra_info('sockname')
+            writer.write(data)
+            assert await read_until_closed(reader) == b'seen'
+            await close(writer)
+    run(main)
+    assert seen['view'] is seen['real']
+    assert seen['view_peer'][:2] == seen['client_end'][:2]
+
+
+def test_socket_view_is_also_the_contrib_name() -> None:
+    from proxyprotocol.aio.sockview import ProxiedSocket
+    from proxyprotocol.contrib import ProxiedSocket as contrib_view
+    from proxyprotocol.contrib._common import ProxiedSocket as common_view
+    assert contrib_view is ProxiedSocket and common_view is ProxiedSocket
