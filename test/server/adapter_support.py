@@ -2,7 +2,8 @@
 
 Servers listen on 127.0.0.1, ::1 or a UNIX socket in a temporary
 directory, always on an ephemeral port. Every wait is bounded by
-:data:`WAIT`, and every test's event loop by :data:`RUN_LIMIT`.
+:data:`WAIT`; event loops (:mod:`support.loops`) and certificates
+(:mod:`support.certs`) are shared with the other tests.
 
 """
 
@@ -15,53 +16,23 @@ import socket
 import ssl
 import tempfile
 from dataclasses import dataclass
-from typing import (Any, AsyncIterator, Awaitable, Callable, Iterator,
-                    Optional, TypeVar, Union)
+from typing import Any, AsyncIterator, Callable, Iterator, Union
 
 import pytest
 
 from proxyprotocol import build_header
 from proxyprotocol.result import ProxyResult, ProxyResultUnix
 from proxyprotocol.sockaddr import result_from_sockaddrs
-
-T = TypeVar('T')
+from support.net import HAS_IPV6, HAS_UNIX
 
 #: The bound on any single wait in a test, in seconds.
 WAIT = 10.0
-#: The bound on a whole test's event loop, in seconds.
-RUN_LIMIT = 60.0
 
 #: The client the headers in the tests claim to be.
 CLIENT_V4 = ('203.0.113.7', 4321)
 SERVICE_V4 = ('198.51.100.1', 443)
 CLIENT_V6 = ('2001:db8::7', 4321)
 SERVICE_V6 = ('2001:db8::1', 443)
-
-
-def _has_ipv6() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
-            sock.bind(('::1', 0))
-    except OSError:
-        return False
-    return True
-
-
-HAS_IPV6 = _has_ipv6()
-HAS_UNIX = hasattr(socket, 'AF_UNIX')
-
-
-def _uvloop() -> Optional[Any]:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop
-
-
-UVLOOP = _uvloop()
 
 #: Parameters for the three kinds of listener.
 KINDS = [
@@ -71,51 +42,6 @@ KINDS = [
     pytest.param('unix', id='unix', marks=pytest.mark.skipif(
         not HAS_UNIX, reason='no UNIX sockets')),
 ]
-
-#: Parameters for the event loops (uvloop when it is installed).
-LOOPS = [
-    pytest.param('asyncio', id='asyncio'),
-    pytest.param('uvloop', id='uvloop', marks=pytest.mark.skipif(
-        UVLOOP is None, reason='uvloop is not installed')),
-]
-
-
-def new_loop(kind: str = 'asyncio') -> asyncio.AbstractEventLoop:
-    """A new event loop of the given kind."""
-    if kind == 'uvloop':
-        assert UVLOOP is not None
-        loop: asyncio.AbstractEventLoop = UVLOOP.new_event_loop()
-        return loop
-    return asyncio.new_event_loop()
-
-
-def run(main: Callable[[], Awaitable[T]], loop_kind: str = 'asyncio', *,
-        errors: Optional[list[dict[str, Any]]] = None) -> T:
-    """Run ``main()`` on a fresh loop, bounded by :data:`RUN_LIMIT`.
-
-    Exceptions the loop reports to its exception handler are appended to
-    ``errors`` when it is given (else the default handler logs them).
-
-    """
-    loop = new_loop(loop_kind)
-    if errors is not None:
-        def handler(_: asyncio.AbstractEventLoop,
-                    context: dict[str, Any]) -> None:
-            errors.append(context)
-        loop.set_exception_handler(handler)
-
-    async def bounded() -> T:
-        return await asyncio.wait_for(main(), RUN_LIMIT)
-    try:
-        return loop.run_until_complete(bounded())
-    finally:
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            loop.run_until_complete(asyncio.wait(pending, timeout=WAIT))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
 
 
 def header(version: int = 1, source: Any = CLIENT_V4,
@@ -213,30 +139,6 @@ async def close(writer: asyncio.StreamWriter) -> None:
     with contextlib.suppress(ConnectionError, ssl.SSLError,
                              asyncio.TimeoutError):
         await asyncio.wait_for(writer.wait_closed(), WAIT)
-
-
-@dataclass
-class Certs:
-    """A throw-away CA, a server context and a client context."""
-
-    server: ssl.SSLContext
-    client: ssl.SSLContext
-    ca: Any
-
-
-def make_certs(client_cert: bool = False) -> Certs:
-    """TLS contexts from a fresh ``trustme`` CA (for ``localhost``)."""
-    trustme = pytest.importorskip('trustme')
-    ca = trustme.CA()
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert('localhost').configure_cert(server)
-    client = ssl.create_default_context()
-    ca.configure_trust(client)
-    if client_cert:
-        server.verify_mode = ssl.CERT_REQUIRED
-        ca.configure_trust(server)
-        ca.issue_cert('client@example.com').configure_cert(client)
-    return Certs(server, client, ca)
 
 
 def client_hello(context: ssl.SSLContext

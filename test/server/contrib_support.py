@@ -1,225 +1,24 @@
 """Shared helpers for the framework integration tests (test_contrib_*).
 
-Real HAProxy runs in front of the framework with ``send-proxy-v2``: its
-listening socket is bound by the test on an ephemeral loopback port and
-inherited (``bind fd@N``), so the test knows the port and there is no race.
-Servers started as subprocesses are stopped by PID. Every wait is bounded
-by :data:`WAIT`.
+Real HAProxy (:class:`support.haproxy.HAProxyV2`) runs in front of the
+framework with ``send-proxy-v2``; servers started as subprocesses
+(:class:`support.procs.Proc`) are stopped by PID. This module holds the
+HTTP and WebSocket clients. Every wait is bounded by :data:`WAIT`.
 
 """
 
 from __future__ import annotations
 
 import json
-import os
-import queue
-import re
-import shutil
-import signal
 import socket
-import subprocess
 import sys
-import threading
 from pathlib import Path
-from typing import IO, Any, Iterable, Optional, Sequence
-
-import pytest
+from typing import Any, Iterable
 
 #: The bound on any single wait, in seconds.
 WAIT = 20.0
 #: The directory of this module (the test applications live here).
 HERE = Path(__file__).resolve().parent
-
-HAPROXY = shutil.which('haproxy') or (
-    '/usr/sbin/haproxy' if os.path.exists('/usr/sbin/haproxy') else None)
-
-#: Skip a test that needs HAProxy when it is not installed.
-needs_haproxy = pytest.mark.skipif(
-    HAPROXY is None,
-    reason='haproxy is not installed (apt-get install haproxy)')
-
-
-def _has_ipv6() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
-            sock.bind(('::1', 0))
-    except OSError:
-        return False
-    return True
-
-
-HAS_IPV6 = _has_ipv6()
-needs_ipv6 = pytest.mark.skipif(not HAS_IPV6, reason='no IPv6 loopback')
-
-#: The loopback hosts tested, with their socket family.
-LOOPBACKS = [pytest.param('127.0.0.1', id='ipv4'),
-             pytest.param('::1', id='ipv6', marks=needs_ipv6)]
-
-
-def family_of(host: str) -> socket.AddressFamily:
-    """The socket family of a literal address."""
-    return socket.AF_INET6 if ':' in host else socket.AF_INET
-
-
-def host_port(host: str, port: int) -> str:
-    """``host:port`` with IPv6 brackets."""
-    return f'[{host}]:{port}' if ':' in host else f'{host}:{port}'
-
-
-def listening_socket(host: str = '127.0.0.1') -> socket.socket:
-    """A listening TCP socket on an ephemeral loopback port."""
-    sock = socket.socket(family_of(host), socket.SOCK_STREAM)
-    sock.bind((host, 0))
-    sock.listen(64)
-    return sock
-
-
-class HAProxy:
-    """HAProxy in the foreground, in TCP mode, sending a v2 header to one
-    server.
-
-    Args:
-        tmp_path: Where its configuration and log go.
-        server: The server's address (``host:port``).
-        front: The loopback host HAProxy listens on.
-        server_options: More options for the ``server`` line, e.g.
-            ``ssl verify none`` or ``proxy-v2-options crc32c``.
-        frontend_lines: More lines for the frontend section.
-
-    """
-
-    def __init__(self, tmp_path: Path, server: str, *,
-                 front: str = '127.0.0.1',
-                 server_options: str = '',
-                 frontend_lines: Sequence[str] = ()) -> None:
-        assert HAPROXY is not None
-        self.front = front
-        listener = listening_socket(front)
-        self.port: int = listener.getsockname()[1]
-        fd = listener.fileno()
-        extra = ''.join(f'    {line}\n' for line in frontend_lines)
-        config = (
-            'global\n'
-            '    maxconn 200\n'
-            'defaults\n'
-            '    mode tcp\n'
-            '    timeout connect 5s\n'
-            '    timeout client 30s\n'
-            '    timeout server 30s\n'
-            'frontend fe\n'
-            f'    bind fd@{fd}\n'
-            f'{extra}'
-            '    default_backend be\n'
-            'backend be\n'
-            f'    server app {server} send-proxy-v2 {server_options}\n')
-        path = tmp_path / f'haproxy-{self.port}.cfg'
-        path.write_text(config)
-        self.log_path = tmp_path / f'haproxy-{self.port}.log'
-        with open(self.log_path, 'wb') as log:
-            self.popen = subprocess.Popen(
-                [HAPROXY, '-db', '-f', str(path)], pass_fds=[fd],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        listener.close()
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """Where clients connect."""
-        return (self.front, self.port)
-
-    def log(self) -> str:
-        """HAProxy's output so far."""
-        return self.log_path.read_text(errors='replace')
-
-    def stop(self) -> None:
-        """Stop HAProxy by its PID."""
-        stop_process(self.popen)
-
-
-def stop_process(popen: subprocess.Popen[Any],
-                 sig: signal.Signals = signal.SIGTERM) -> None:
-    """Stop a process this test started, by its PID, within bounds."""
-    if popen.poll() is None:
-        popen.send_signal(sig)
-        try:
-            popen.wait(WAIT)
-        except subprocess.TimeoutExpired:
-            popen.kill()
-            popen.wait(WAIT)
-
-
-class Proc:
-    """A server subprocess whose output lines are collected in the
-    background.
-
-    Args:
-        args: The command.
-        env: Extra environment variables.
-        cwd: The working directory.
-
-    """
-
-    def __init__(self, args: Sequence[str], *,
-                 env: Optional[dict[str, str]] = None,
-                 cwd: Optional[Path] = None) -> None:
-        full_env = dict(os.environ)
-        for name in list(full_env):
-            if name.startswith('PROXYPROTOCOL_'):
-                del full_env[name]
-        full_env['PYTHONUNBUFFERED'] = '1'
-        full_env.update(env or {})
-        self.popen = subprocess.Popen(
-            list(args), env=full_env, cwd=cwd, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.lines: queue.Queue[Optional[str]] = queue.Queue()
-        self.output: list[str] = []
-        assert self.popen.stdout is not None
-        threading.Thread(target=self._pump, args=(self.popen.stdout,),
-                         daemon=True).start()
-
-    def _pump(self, stream: IO[bytes]) -> None:
-        for line in stream:
-            self.lines.put(line.decode(errors='replace'))
-        self.lines.put(None)
-
-    def wait_for(self, pattern: str, timeout: float = WAIT) -> re.Match[str]:
-        """The first output line matching ``pattern``; fail after
-        ``timeout`` seconds or when the process ends."""
-        regex = re.compile(pattern)
-        for _ in range(10000):
-            try:
-                line = self.lines.get(timeout=timeout)
-            except queue.Empty:
-                raise AssertionError(
-                    f'no line matching {pattern!r} within {timeout} s:\n'
-                    + ''.join(self.output)) from None
-            if line is None:
-                raise AssertionError(
-                    f'the process ended ({self.popen.wait(WAIT)}) before a '
-                    f'line matching {pattern!r}:\n' + ''.join(self.output))
-            self.output.append(line)
-            match = regex.search(line)
-            if match is not None:
-                return match
-        raise AssertionError('too much output')  # pragma: no cover
-
-    def text(self) -> str:
-        """Everything printed so far (lines already waited for, and the
-        rest if the process has ended)."""
-        for _ in range(100000):
-            try:
-                line = self.lines.get_nowait()
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            self.output.append(line)
-        return ''.join(self.output)
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
-        """Stop the process by its PID (with ``sig`` first)."""
-        stop_process(self.popen, sig)
 
 
 def python(*args: str) -> list[str]:
@@ -228,13 +27,6 @@ def python(*args: str) -> list[str]:
 
 
 # --- clients -----------------------------------------------------------------
-
-def connect(address: tuple[str, int]) -> socket.socket:
-    """A client socket connected to ``address``, with a bounded timeout."""
-    sock = socket.create_connection(address, timeout=WAIT)
-    sock.settimeout(WAIT)
-    return sock
-
 
 def client_address(sock: socket.socket) -> tuple[str, int]:
     """The client socket's own ``(host, port)``: what the application must
@@ -408,18 +200,3 @@ def websocket_receive_text(sock: socket.socket, buffer: bytes = b''
     need(offset + length)
     text = buffer[offset:offset + length].decode()
     return text, buffer[offset + length:]
-
-
-def make_certificate(tmp_path: Path) -> tuple[str, str]:
-    """A server certificate for 127.0.0.1 / ::1 / localhost:
-    ``(certfile, keyfile)``."""
-    trustme = pytest.importorskip('trustme')
-    ca = trustme.CA()
-    cert = ca.issue_cert('localhost', '127.0.0.1', '::1')
-    certfile = tmp_path / 'server.pem'
-    keyfile = tmp_path / 'server.key'
-    cert.cert_chain_pems[0].write_to_path(str(certfile))
-    for pem in cert.cert_chain_pems[1:]:
-        pem.write_to_path(str(certfile), append=True)
-    cert.private_key_pem.write_to_path(str(keyfile))
-    return str(certfile), str(keyfile)

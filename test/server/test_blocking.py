@@ -11,8 +11,9 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from adapter_support import (CLIENT_V4, HAS_UNIX, KINDS, WAIT, Listener,
-                             header, unix_header, unix_path)
+from support.net import HAS_UNIX
+from adapter_support import (CLIENT_V4, KINDS, WAIT, Listener, header,
+                             unix_header, unix_path)
 from proxyprotocol import ProxyProtocolError, ProxyProtocolSyntaxError
 from proxyprotocol.acceptor import (ConnectionInfo, ProxyProtocolEOFError,
                                     ProxyProtocolRejectedError,

@@ -28,8 +28,9 @@ from proxyprotocol.server import main as server_main
 from proxyprotocol.server.address import Address
 from proxyprotocol.version import ProxyProtocolVersion
 
-from peers import (HAS_IPV6, WAIT, closed_by_peer, connect, echo_process,
-                   make_cert_files, proxy_process, recv_all)
+from support.certs import make_cert_files
+from support.net import HAS_IPV6, closed_by_peer, connect, recv_all
+from peers import WAIT, echo_process, proxy_process
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -17,63 +17,22 @@ no wait for readiness. It is stopped by its PID.
 from __future__ import annotations
 
 import json
-import queue
-import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
-from socket import create_server, socket
-from typing import IO, Any, Iterator, Optional
+from typing import Any, Iterator
 
 import pytest
 
-pytestmark = [
-    pytest.mark.timeout(180),
-    pytest.mark.skipif(shutil.which('haproxy') is None,
-                       reason='haproxy is not installed'),
-]
+from support.certs import make_cert_files
+from support.haproxy import HAProxy, needs_haproxy
+from support.net import listening_socket
+from support.procs import pump_lines, stop_process
+
+pytestmark = [pytest.mark.timeout(180), needs_haproxy]
 
 COMMAND = [sys.executable, '-m', 'proxyprotocol.cli']
 WAIT = 30.0
-
-
-class HAProxy:
-    """A running HAProxy whose frontends listen on inherited sockets."""
-
-    def __init__(self, tmp_path: Path, config: str,
-                 sockets: dict[str, socket]) -> None:
-        fds = {name: sock.fileno() for name, sock in sockets.items()}
-        self.config = config.format(**fds)
-        path = tmp_path / 'haproxy.cfg'
-        path.write_text(self.config)
-        self.log_path = tmp_path / 'haproxy.log'
-        with open(self.log_path, 'wb') as log:
-            self.popen = subprocess.Popen(
-                ['haproxy', '-db', '-f', str(path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                pass_fds=tuple(fds.values()), cwd=tmp_path)
-        for sock in sockets.values():
-            sock.close()
-
-    def log(self) -> str:
-        """What HAProxy printed."""
-        return self.log_path.read_text(errors='replace')
-
-    def stop(self) -> None:
-        """Stop HAProxy by its PID."""
-        if self.popen.poll() is None:
-            self.popen.terminate()
-        try:
-            self.popen.wait(WAIT)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait(WAIT)
-
-
-def _listening() -> tuple[socket, int]:
-    sock = create_server(('127.0.0.1', 0))
-    return sock, sock.getsockname()[1]
 
 
 def send(port: int, *args: str, data: bytes = b''
@@ -100,7 +59,7 @@ frontend fe_http
 
 @pytest.fixture
 def http_haproxy(tmp_path: Path) -> Iterator[tuple[HAProxy, int]]:
-    sock, port = _listening()
+    sock, port = listening_socket()
     haproxy = HAProxy(tmp_path, HTTP_CONFIG, {'http': sock})
     try:
         yield haproxy, port
@@ -162,17 +121,10 @@ class Listen:
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE)
         assert self.popen.stdout is not None and self.popen.stderr is not None
-        self.out: queue.Queue[Optional[bytes]] = queue.Queue()
-        threading.Thread(target=self._pump, args=(self.popen.stdout,),
-                         daemon=True).start()
+        self.out = pump_lines(self.popen.stdout)
         line = self.popen.stderr.readline().decode()
         assert line.startswith('listening on 127.0.0.1:'), line
         self.port = int(line.rsplit(':', 1)[1])
-
-    def _pump(self, stream: IO[bytes]) -> None:
-        for line in stream:
-            self.out.put(line)
-        self.out.put(None)
 
     def events(self, wanted: str, timeout: float = WAIT) -> dict[str, Any]:
         """The next event named ``wanted`` (bounded)."""
@@ -186,13 +138,7 @@ class Listen:
 
     def stop(self) -> None:
         """Stop by PID."""
-        if self.popen.poll() is None:
-            self.popen.terminate()
-        try:
-            self.popen.wait(WAIT)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait(WAIT)
+        stop_process(self.popen, timeout=WAIT)
 
 
 PROXY_CONFIG = """
@@ -219,23 +165,16 @@ backend be_v1
 
 @pytest.fixture
 def pki(tmp_path: Path) -> dict[str, str]:
-    trustme = pytest.importorskip('trustme')
-    ca = trustme.CA()
-    paths = {name: str(tmp_path / f'{name}.pem')
-             for name in ('ca', 'server', 'client')}
-    ca.cert_pem.write_to_path(paths['ca'])
-    ca.issue_cert('localhost').private_key_and_cert_chain_pem.write_to_path(
-        paths['server'])
-    ca.issue_cert('client.example', common_name='client.example') \
-        .private_key_and_cert_chain_pem.write_to_path(paths['client'])
-    return paths
+    files = make_cert_files(tmp_path)
+    return {'ca': str(files.ca_pem), 'server': str(files.combined),
+            'client': str(files.client_combined)}
 
 
 def test_listen_behind_send_proxy_v2(tmp_path: Path,
                                      pki: dict[str, str]) -> None:
     listen = Listen('--echo')
-    tls, tls_port = _listening()
-    plain, plain_port = _listening()
+    tls, tls_port = listening_socket()
+    plain, plain_port = listening_socket()
     config = PROXY_CONFIG.replace('{crt}', pki['server']) \
         .replace('{ca}', pki['ca']).replace('{listen}', str(listen.port))
     haproxy = HAProxy(tmp_path, config, {'tls': tls, 'plain': plain})

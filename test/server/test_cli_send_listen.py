@@ -18,12 +18,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
 import pytest
 
 from proxyprotocol import ParsedHeader, parse_header
 from proxyprotocol.result import ProxyResultIPv4, ProxyResultUnix
+from support.net import needs_ipv6
+from support.procs import pump_lines, stop_process
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -39,21 +41,10 @@ class Proc:
             [*COMMAND, *args],
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.out: queue.Queue[Optional[bytes]] = queue.Queue()
-        self.err: queue.Queue[Optional[bytes]] = queue.Queue()
         self.err_lines: list[bytes] = []
         assert self.popen.stdout is not None and self.popen.stderr is not None
-        for stream, lines in ((self.popen.stdout, self.out),
-                              (self.popen.stderr, self.err)):
-            threading.Thread(target=self._pump, args=(stream, lines),
-                             daemon=True).start()
-
-    @staticmethod
-    def _pump(stream: IO[bytes], lines: queue.Queue[Optional[bytes]]
-              ) -> None:
-        for line in stream:
-            lines.put(line)
-        lines.put(None)
+        self.out = pump_lines(self.popen.stdout)
+        self.err = pump_lines(self.popen.stderr)
 
     def line(self, lines: queue.Queue[Optional[bytes]],
              timeout: float = WAIT) -> bytes:
@@ -74,13 +65,7 @@ class Proc:
 
     def stop(self) -> int:
         """Stop the command (by its PID) and return its exit status."""
-        if self.popen.poll() is None:
-            self.popen.terminate()
-        try:
-            return self.popen.wait(WAIT)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            return self.popen.wait(WAIT)
+        return stop_process(self.popen, timeout=WAIT)
 
 
 def start_listen(*args: str) -> tuple[Proc, str]:
@@ -182,16 +167,7 @@ def test_unix_sockets(tmp_path: Path) -> None:
     assert not os.path.exists(path)
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(('::1', 0))
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _ipv6_loopback(), reason='no IPv6 loopback')
+@needs_ipv6
 def test_ipv6_target() -> None:
     listen, address = start_listen('--json', '--echo', '[::1]:0')
     try:

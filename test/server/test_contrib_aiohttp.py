@@ -17,9 +17,10 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from contrib_support import (LOOPBACKS, WAIT, HAProxy, HTTPConnection,
-                             client_address, connect, make_certificate,
-                             needs_haproxy)
+from support.certs import make_certificate
+from support.haproxy import HAProxyV2, needs_haproxy
+from support.net import LOOPBACKS, connect
+from contrib_support import WAIT, HTTPConnection, client_address
 from proxyprotocol import build_header
 from proxyprotocol.policy import HeaderConfig
 from proxyprotocol.sockaddr import result_from_sockaddrs
@@ -76,9 +77,9 @@ def run(make_site: Callable[[Any], Any], client: Callable[[Any], None]
 @pytest.mark.parametrize('front', LOOPBACKS)
 def test_remote_is_the_original_client(tmp_path: Path, front: str) -> None:
     def client(site: Any) -> None:
-        haproxy = HAProxy(tmp_path, f'127.0.0.1:{site.port}', front=front,
-                          server_options='proxy-v2-options unique-id',
-                          frontend_lines=['unique-id-format %ci:%cp'])
+        haproxy = HAProxyV2(tmp_path, f'127.0.0.1:{site.port}', front=front,
+                            server_options='proxy-v2-options unique-id',
+                            frontend_lines=['unique-id-format %ci:%cp'])
         try:
             with connect(haproxy.address) as sock:
                 address = client_address(sock)
@@ -105,8 +106,8 @@ def test_tls_after_the_header(tmp_path: Path) -> None:
 
     def client(site: Any) -> None:
         assert site.name.startswith('https://127.0.0.1:')
-        haproxy = HAProxy(tmp_path, f'127.0.0.1:{site.port}',
-                          server_options='ssl verify none')
+        haproxy = HAProxyV2(tmp_path, f'127.0.0.1:{site.port}',
+                            server_options='ssl verify none')
         try:
             with connect(haproxy.address) as sock:
                 address = client_address(sock)
@@ -127,7 +128,7 @@ def test_unix_site_behind_haproxy(tmp_path: Path) -> None:
     path = str(tmp_path / 'app.sock')
 
     def client(site: Any) -> None:
-        haproxy = HAProxy(tmp_path, path)
+        haproxy = HAProxyV2(tmp_path, path)
         try:
             with connect(haproxy.address) as sock:
                 address = client_address(sock)
@@ -146,7 +147,7 @@ def test_sock_site_behind_haproxy(tmp_path: Path) -> None:
 
     def client(site: Any) -> None:
         assert site.name == f'http://127.0.0.1:{port} (PROXY protocol)'
-        haproxy = HAProxy(tmp_path, f'127.0.0.1:{port}')
+        haproxy = HAProxyV2(tmp_path, f'127.0.0.1:{port}')
         try:
             with connect(haproxy.address) as client_sock:
                 address = client_address(client_sock)

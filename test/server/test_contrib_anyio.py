@@ -17,8 +17,10 @@ from typing import Any, Awaitable, Callable, Optional
 
 import pytest
 
-from contrib_support import (LOOPBACKS, WAIT, HAProxy, make_certificate,
-                             needs_haproxy)
+from support.certs import make_certificate
+from support.haproxy import HAProxyV2, needs_haproxy
+from support.net import LOOPBACKS
+from contrib_support import WAIT
 from proxyprotocol import build_header
 from proxyprotocol.acceptor import (ProxyProtocolEOFError,
                                     ProxyProtocolRejectedError,
@@ -131,9 +133,9 @@ def serve(backend: str, client: Callable[[int], Awaitable[None]], *,
 def test_remote_address_is_the_original_client(
         tmp_path: Path, backend: str, front: str) -> None:
     async def client(port: int) -> None:
-        haproxy = HAProxy(tmp_path, f'127.0.0.1:{port}', front=front,
-                          server_options='proxy-v2-options unique-id',
-                          frontend_lines=['unique-id-format %ci:%cp'])
+        haproxy = HAProxyV2(tmp_path, f'127.0.0.1:{port}', front=front,
+                            server_options='proxy-v2-options unique-id',
+                            frontend_lines=['unique-id-format %ci:%cp'])
         try:
             async with await anyio.connect_tcp(front, haproxy.port) as stream:
                 local = stream.extra(SocketAttribute.local_address)
@@ -158,7 +160,7 @@ def test_plain_trio_run(tmp_path: Path) -> None:
     trio = pytest.importorskip('trio')
 
     async def client(port: int) -> None:
-        haproxy = HAProxy(tmp_path, f'127.0.0.1:{port}')
+        haproxy = HAProxyV2(tmp_path, f'127.0.0.1:{port}')
         try:
             stream = await trio.open_tcp_stream('127.0.0.1', haproxy.port)
             async with stream:
@@ -185,8 +187,8 @@ def test_tls_after_the_header(tmp_path: Path, backend: str) -> None:
 
     async def client(port: int) -> None:
         # HAProxy sends the header, then a ClientHello, often in one segment.
-        haproxy = HAProxy(tmp_path, f'127.0.0.1:{port}',
-                          server_options='ssl verify none')
+        haproxy = HAProxyV2(tmp_path, f'127.0.0.1:{port}',
+                            server_options='ssl verify none')
         try:
             async with await anyio.connect_tcp('127.0.0.1',
                                                haproxy.port) as stream:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from contrib_support import make_certificate
 from proxyprotocol import build_header
 from proxyprotocol.acceptor import ConnectionInfo, HeaderAcceptor
 from proxyprotocol.contrib import (ProxiedSocket, config_from_env,
@@ -18,6 +17,7 @@ from proxyprotocol.contrib import (ProxiedSocket, config_from_env,
 from proxyprotocol.contrib._common import EVERYONE, two_tuple
 from proxyprotocol.policy import DEFAULT_CONFIG, HeaderConfig, Policy
 from proxyprotocol.sockaddr import result_from_sockaddrs
+from support.certs import make_certificate
 
 
 def test_config_from_empty_environment_is_the_base() -> None:

@@ -15,11 +15,12 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from contrib_support import (HERE, LOOPBACKS, HAProxy, HTTPConnection, Proc,
-                             client_address, connect, host_port,
-                             make_certificate, needs_haproxy, needs_ipv6,
-                             python, websocket_handshake,
-                             websocket_receive_text)
+from support.certs import make_certificate
+from support.haproxy import HAProxyV2, needs_haproxy
+from support.net import LOOPBACKS, connect, host_port, needs_ipv6
+from support.procs import Proc
+from contrib_support import (HERE, HTTPConnection, client_address, python,
+                             websocket_handshake, websocket_receive_text)
 from proxyprotocol import build_header
 from proxyprotocol.sockaddr import result_from_sockaddrs
 
@@ -82,25 +83,12 @@ def start_gunicorn() -> Iterator[Callable[..., Gunicorn]]:
         server.proc.stop()
 
 
-@pytest.fixture
-def start_haproxy(tmp_path: Path) -> Iterator[Callable[..., HAProxy]]:
-    started: list[HAProxy] = []
-
-    def start(server: str, **kwargs: Any) -> HAProxy:
-        haproxy = HAProxy(tmp_path, server, **kwargs)
-        started.append(haproxy)
-        return haproxy
-    yield start
-    for haproxy in started:
-        haproxy.stop()
-
-
 @needs_haproxy
 @pytest.mark.parametrize('front', LOOPBACKS)
 @pytest.mark.parametrize('worker', WORKERS)
 def test_worker_sees_the_original_client(
         worker: str, front: str, start_gunicorn: Callable[..., Gunicorn],
-        start_haproxy: Callable[..., HAProxy]) -> None:
+        start_haproxy: Callable[..., HAProxyV2]) -> None:
     server = start_gunicorn(worker)
     haproxy = start_haproxy(server.hostport, front=front,
                             server_options='proxy-v2-options unique-id',
@@ -143,7 +131,7 @@ def test_peer_outside_proxy_allow_from_is_refused(
 @needs_ipv6
 def test_proxy_allow_from_per_listener(
         start_gunicorn: Callable[..., Gunicorn],
-        start_haproxy: Callable[..., HAProxy]) -> None:
+        start_haproxy: Callable[..., HAProxyV2]) -> None:
     # gunicorn listens on 127.0.0.1 and ::1 and trusts only 127.0.0.1:
     # HAProxy (connecting from 127.0.0.1) is served, a direct client on
     # ::1 is refused even with a well-formed header.
@@ -164,7 +152,7 @@ def test_proxy_allow_from_per_listener(
                     reason='--proxy-protocol takes a version from gunicorn 24.1')
 def test_proxy_protocol_version_option(
         start_gunicorn: Callable[..., Gunicorn],
-        start_haproxy: Callable[..., HAProxy]) -> None:
+        start_haproxy: Callable[..., HAProxyV2]) -> None:
     # --proxy-protocol v1: HAProxy's v2 header is not accepted.
     server = start_gunicorn(args=('--proxy-protocol', 'v1'))
     haproxy = start_haproxy(server.hostport)
@@ -181,7 +169,7 @@ def test_proxy_protocol_version_option(
 @pytest.mark.parametrize('worker', WORKERS)
 def test_tls_after_the_header(worker: str, tmp_path: Path,
                               start_gunicorn: Callable[..., Gunicorn],
-                              start_haproxy: Callable[..., HAProxy]) -> None:
+                              start_haproxy: Callable[..., HAProxyV2]) -> None:
     certfile, keyfile = make_certificate(tmp_path)
     server = start_gunicorn(worker, args=('--certfile', certfile,
                                           '--keyfile', keyfile))

@@ -16,10 +16,11 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from contrib_support import (HERE, LOOPBACKS, HAProxy, HTTPConnection, Proc,
-                             client_address, connect, host_port,
-                             make_certificate, needs_haproxy, needs_ipv6,
-                             python)
+from support.certs import make_certificate
+from support.haproxy import HAProxyV2, needs_haproxy
+from support.net import LOOPBACKS, connect, host_port, needs_ipv6
+from support.procs import Proc
+from contrib_support import HERE, HTTPConnection, client_address, python
 from proxyprotocol import build_header
 from proxyprotocol.sockaddr import result_from_sockaddrs
 
@@ -53,19 +54,6 @@ def start_twisted() -> Iterator[Callable[..., TwistedServer]]:
         server.proc.stop()
 
 
-@pytest.fixture
-def start_haproxy(tmp_path: Path) -> Iterator[Callable[..., HAProxy]]:
-    started: list[HAProxy] = []
-
-    def start(server: str, **kwargs: Any) -> HAProxy:
-        haproxy = HAProxy(tmp_path, server, **kwargs)
-        started.append(haproxy)
-        return haproxy
-    yield start
-    for haproxy in started:
-        haproxy.stop()
-
-
 def tcp(host: str, port: int) -> list[Any]:
     return ['TCP', host, port]
 
@@ -74,7 +62,7 @@ def tcp(host: str, port: int) -> list[Any]:
 @pytest.mark.parametrize('front', LOOPBACKS)
 def test_get_peer_in_connection_made(
         front: str, start_twisted: Callable[..., TwistedServer],
-        start_haproxy: Callable[..., HAProxy]) -> None:
+        start_haproxy: Callable[..., HAProxyV2]) -> None:
     server = start_twisted()
     haproxy = start_haproxy(f'127.0.0.1:{server.port}', front=front,
                             server_options='proxy-v2-options unique-id',
@@ -99,7 +87,7 @@ def test_get_peer_in_connection_made(
 @needs_haproxy
 def test_tls_after_the_header(tmp_path: Path,
                               start_twisted: Callable[..., TwistedServer],
-                              start_haproxy: Callable[..., HAProxy]) -> None:
+                              start_haproxy: Callable[..., HAProxyV2]) -> None:
     pytest.importorskip('OpenSSL')
     certfile, keyfile = make_certificate(tmp_path)
     pem = tmp_path / 'both.pem'
@@ -120,7 +108,7 @@ def test_tls_after_the_header(tmp_path: Path,
 @needs_haproxy
 def test_unix_endpoint_behind_haproxy(
         tmp_path: Path, start_twisted: Callable[..., TwistedServer],
-        start_haproxy: Callable[..., HAProxy]) -> None:
+        start_haproxy: Callable[..., HAProxyV2]) -> None:
     path = str(tmp_path / 'twisted.sock')
     start_twisted('--unix', path)
     haproxy = start_haproxy(path)

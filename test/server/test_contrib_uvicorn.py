@@ -21,10 +21,12 @@ from typing import Any, Callable, Iterator, Optional
 
 import pytest
 
-from contrib_support import (HERE, LOOPBACKS, WAIT, HAProxy,
-                             HTTPConnection, Proc, client_address, connect,
-                             host_port, make_certificate, needs_haproxy,
-                             needs_ipv6, python, websocket_handshake,
+from support.certs import make_certificate
+from support.haproxy import HAProxyV2, needs_haproxy
+from support.net import LOOPBACKS, connect, host_port, needs_ipv6
+from support.procs import Proc
+from contrib_support import (HERE, WAIT, HTTPConnection, client_address,
+                             python, websocket_handshake,
                              websocket_receive_text, websocket_send_text)
 from proxyprotocol import build_header
 from proxyprotocol.policy import HeaderConfig
@@ -88,19 +90,6 @@ def start_uvicorn() -> Iterator[Callable[..., Uvicorn]]:
         server.proc.stop(signal.SIGINT)
 
 
-@pytest.fixture
-def start_haproxy(tmp_path: Path) -> Iterator[Callable[..., HAProxy]]:
-    started: list[HAProxy] = []
-
-    def start(server: str, **kwargs: Any) -> HAProxy:
-        haproxy = HAProxy(tmp_path, server, **kwargs)
-        started.append(haproxy)
-        return haproxy
-    yield start
-    for haproxy in started:
-        haproxy.stop()
-
-
 @needs_haproxy
 @pytest.mark.parametrize('loop', ['asyncio', 'auto'])
 @pytest.mark.parametrize('front', LOOPBACKS)
@@ -108,7 +97,7 @@ def start_haproxy(tmp_path: Path) -> Iterator[Callable[..., HAProxy]]:
 def test_scope_client_is_the_original_client(
         protocol: str, front: str, loop: str,
         start_uvicorn: Callable[..., Uvicorn],
-        start_haproxy: Callable[..., HAProxy]) -> None:
+        start_haproxy: Callable[..., HAProxyV2]) -> None:
     # 'auto' is uvloop when it is installed.
     server = start_uvicorn(protocol, args=('--loop', loop))
     haproxy = start_haproxy(server.hostport, front=front,
@@ -142,7 +131,7 @@ def test_scope_client_is_the_original_client(
 @pytest.mark.parametrize('protocol', IMPLEMENTATIONS)
 def test_websocket_upgrade(protocol: str,
                            start_uvicorn: Callable[..., Uvicorn],
-                           start_haproxy: Callable[..., HAProxy]) -> None:
+                           start_haproxy: Callable[..., HAProxyV2]) -> None:
     server = start_uvicorn(protocol)
     haproxy = start_haproxy(server.hostport, server_options=TLV_OPTIONS,
                             frontend_lines=[UNIQUE_ID])
@@ -167,7 +156,7 @@ def test_websocket_upgrade(protocol: str,
 @pytest.mark.parametrize('protocol', IMPLEMENTATIONS)
 def test_tls_after_the_header(protocol: str, tmp_path: Path,
                               start_uvicorn: Callable[..., Uvicorn],
-                              start_haproxy: Callable[..., HAProxy]) -> None:
+                              start_haproxy: Callable[..., HAProxyV2]) -> None:
     certfile, keyfile = make_certificate(tmp_path)
     server = start_uvicorn(protocol, env={
         'PROXYPROTOCOL_SSL_CERTFILE': certfile,
@@ -328,7 +317,7 @@ def test_forged_header_would_work_from_a_trusted_peer(
 @needs_ipv6
 def test_forwarded_headers_are_checked_against_the_real_client(
         start_uvicorn: Callable[..., Uvicorn],
-        start_haproxy: Callable[..., HAProxy]) -> None:
+        start_haproxy: Callable[..., HAProxyV2]) -> None:
     # HAProxy connects to uvicorn from 127.0.0.1, which is in
     # --forwarded-allow-ips; the client connects to HAProxy from ::1, which
     # is not. Without the header, uvicorn would take HAProxy for the client
@@ -357,7 +346,7 @@ def test_config_http_in_process(tmp_path: Path) -> None:
     config = uvicorn.Config(app, http=http_class, lifespan='off',
                             log_level='warning')
     server = uvicorn.Server(config)
-    haproxy = HAProxy(tmp_path, f'127.0.0.1:{port}')
+    haproxy = HAProxyV2(tmp_path, f'127.0.0.1:{port}')
     results: dict[str, Any] = {}
 
     def client() -> None:

@@ -31,9 +31,11 @@ from proxyprotocol.server.echo import (EchoServer, describe_connection,
 from proxyprotocol.tlv import ProxyProtocolSSLTLV, ProxyProtocolTLV
 from proxyprotocol.v1 import ProxyProtocolV1
 
-from peers import (HAS_IPV6, LOOPS, WAIT, aconnect, closed_by_peer, connect,
-                   echo_process, ended, make_cert_files, needs_ipv6,
-                   recv_all, recv_exactly, run)
+from support.certs import make_cert_files
+from support.loops import LOOPS, run
+from support.net import (HAS_IPV6, closed_by_peer, connect, needs_ipv6,
+                         recv_all, recv_exactly)
+from peers import WAIT, aconnect, echo_process, ended
 
 pytestmark = pytest.mark.timeout(120)
 

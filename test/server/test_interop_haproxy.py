@@ -23,21 +23,18 @@ from __future__ import annotations
 import re
 import socket
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from peers import (HAS_IPV6, HAProxy, ServerProcess, closed_by_peer, connect,
-                   echo_process, listening_socket,
-                   make_cert_files, proxy_process, recv_all, recv_exactly,
-                   wait_connectable)
+from support.certs import make_cert_files
+from support.haproxy import HAProxy, needs_haproxy
+from support.net import (LOOPBACKS, closed_by_peer, connect, host_port,
+                         listening_socket, recv_all, recv_exactly)
+from support.procs import ServerProcess, wait_connectable
+from peers import proxy_process
 
-pytestmark = [
-    pytest.mark.timeout(180),
-    pytest.mark.skipif(not __import__('shutil').which('haproxy'),
-                       reason='haproxy is not installed '
-                       '(apt-get install haproxy)'),
-]
+pytestmark = [pytest.mark.timeout(180), needs_haproxy]
 
 GLOBAL = """
 global
@@ -47,25 +44,6 @@ defaults
     timeout client 20s
     timeout server 20s
 """
-
-LOOPBACKS = [
-    pytest.param('127.0.0.1', id='ipv4'),
-    pytest.param('::1', id='ipv6', marks=pytest.mark.skipif(
-        not HAS_IPV6, reason='no IPv6 loopback')),
-]
-
-
-def _hostport(host: str, port: int) -> str:
-    return f'[{host}]:{port}' if ':' in host else f'{host}:{port}'
-
-
-@pytest.fixture
-def echo_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    server = echo_process(tmp_path, '127.0.0.1:0', f'unix:{tmp_path}/e.sock')
-    try:
-        yield server
-    finally:
-        assert server.stop() == 0
 
 
 def _through(port_or_path: Any, payload: bytes) -> tuple[bytes, Any]:
@@ -99,8 +77,8 @@ backend be
         assert data == payload, haproxy.log()
         family = 'TCP6' if ':' in host else 'TCP4'
         line = echo_server.wait_log(
-            re.escape(f'connection from {_hostport(host, client[1])} to '
-                      f'{_hostport(host, front_port)} (PROXY v{version} '
+            re.escape(f'connection from {host_port(host, client[1])} to '
+                      f'{host_port(host, front_port)} (PROXY v{version} '
                       f'{family} via 127.0.0.1:'))
         assert line
     finally:
@@ -235,7 +213,7 @@ def test_our_proxy_to_accept_proxy(tmp_path: Path, host: str,
     back, back_port = listening_socket()
     haproxy = HAProxy(tmp_path, GLOBAL + ACCEPT.format(bind='fd@{http}'),
                       {'http': back})
-    proxy = proxy_process(tmp_path, '--service', _hostport(host, 0),
+    proxy = proxy_process(tmp_path, '--service', host_port(host, 0),
                           f'127.0.0.1:{back_port}?pp=v{version}')
     try:
         with connect(proxy.address()) as sock:

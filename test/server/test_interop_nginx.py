@@ -21,35 +21,19 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from peers import (HAS_IPV6, WAIT, Nginx, ServerProcess, connect,
-                   echo_process, listening_socket, proxy_process, recv_all,
-                   recv_exactly, wait_connectable)
+from support.net import (LOOPBACKS, connect, host_port, listening_socket,
+                         recv_all, recv_exactly)
+from support.nginx import Nginx, needs_nginx, needs_stream
+from support.procs import ServerProcess, wait_connectable
+from peers import WAIT, echo_process, proxy_process
 
 pytestmark = [pytest.mark.timeout(180)]
 
-needs_nginx = pytest.mark.skipif(
-    shutil.which('nginx') is None,
-    reason='nginx is not installed (apt-get install nginx)')
-needs_stream = pytest.mark.skipif(
-    not Path('/usr/lib/nginx/modules/ngx_stream_module.so').exists(),
-    reason='the nginx stream module is not installed '
-    '(apt-get install libnginx-mod-stream)')
 needs_curl = pytest.mark.skipif(shutil.which('curl') is None,
                                 reason='curl is not installed')
-
-LOOPBACKS = [
-    pytest.param('127.0.0.1', id='ipv4'),
-    pytest.param('::1', id='ipv6', marks=pytest.mark.skipif(
-        not HAS_IPV6, reason='no IPv6 loopback')),
-]
-
-
-def _hostport(host: str, port: int) -> str:
-    return f'[{host}]:{port}' if ':' in host else f'{host}:{port}'
 
 
 def _http(tmp_path: Path, listen: str) -> str:
@@ -83,7 +67,7 @@ def test_our_proxy_to_nginx(tmp_path: Path, host: str, version: int) -> None:
     back, back_port = listening_socket()
     nginx = Nginx(tmp_path, _http(tmp_path, f'127.0.0.1:{back_port}'),
                   (back,))
-    proxy = proxy_process(tmp_path, '--service', _hostport(host, 0),
+    proxy = proxy_process(tmp_path, '--service', host_port(host, 0),
                           f'127.0.0.1:{back_port}?pp=v{version}')
     try:
         wait_connectable(('127.0.0.1', back_port), nginx)
@@ -112,15 +96,6 @@ def test_our_proxy_to_nginx_over_unix(tmp_path: Path, version: int) -> None:
         nginx.stop()
 
 
-@pytest.fixture
-def echo_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    server = echo_process(tmp_path, '127.0.0.1:0', f'unix:{tmp_path}/e.sock')
-    try:
-        yield server
-    finally:
-        assert server.stop() == 0
-
-
 @needs_nginx
 @needs_stream
 @pytest.mark.parametrize('host', LOOPBACKS)
@@ -131,7 +106,7 @@ def test_nginx_stream_proxy_protocol_to_echo(
     body = f"""
 stream {{
     server {{
-        listen {_hostport(host, front_port)};
+        listen {host_port(host, front_port)};
         proxy_pass 127.0.0.1:{echo_server.port};
         proxy_protocol on;
     }}
@@ -156,8 +131,8 @@ stream {{
                     nginx.log()
             fam = 'TCP6' if ':' in port_host else 'TCP4'
             echo_server.wait_log(re.escape(
-                f'connection from {_hostport(port_host, client[1])} to '
-                f'{_hostport(port_host, port)} (PROXY v1 {fam} via {via}'))
+                f'connection from {host_port(port_host, client[1])} to '
+                f'{host_port(port_host, port)} (PROXY v1 {fam} via {via}'))
     finally:
         nginx.stop()
 
@@ -171,7 +146,7 @@ def test_curl_haproxy_protocol_to_echo(tmp_path: Path,
     if ':' in host:
         echo6 = echo_process(tmp_path, '[::1]:0')
         port = echo6.port
-    url = f'http://{_hostport(host, port)}/hello'
+    url = f'http://{host_port(host, port)}/hello'
     # The echo server answers with the request itself (HTTP/0.9 to curl)
     # and keeps the connection open: curl stops at --max-time.
     done = subprocess.run(
@@ -185,7 +160,7 @@ def test_curl_haproxy_protocol_to_echo(tmp_path: Path,
         shown = f'[{host}]' if ':' in host else host
         assert re.search(
             rf'connection from {re.escape(shown)}:\d+ to '
-            rf'{re.escape(_hostport(host, port))} \(PROXY v1 {family} via ',
+            rf'{re.escape(host_port(host, port))} \(PROXY v1 {family} via ',
             line), line
     finally:
         if ':' in host:

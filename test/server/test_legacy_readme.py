@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from adapter_support import (CLIENT_V4, KINDS, SERVICE_V4, WAIT, close,
-                             header, read_until_closed, run, serve)
+from support.loops import run
+from adapter_support import (CLIENT_V4, KINDS, SERVICE_V4, WAIT, close, header,
+                             read_until_closed, serve)
 from proxyprotocol import ProxyProtocolError, ProxyProtocolSyntaxError
 from proxyprotocol.acceptor import ProxyProtocolEOFError
 # The 2020 README's imports:

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from adapter_support import (CLIENT_V4, KINDS, LOOPS, WAIT, close, header,
-                             read_until_closed, run, serve)
+from support.loops import LOOPS, run
+from adapter_support import (CLIENT_V4, KINDS, WAIT, close, header,
+                             read_until_closed, serve)
 from proxyprotocol import (NeedMore, ProxyProtocolSyntaxError,
                            ProxyProtocolTooLongError)
 from proxyprotocol.acceptor import (ConnectionInfo, HeaderAcceptor,

@@ -8,8 +8,9 @@ from typing import Any, Optional
 
 import pytest
 
-from adapter_support import (CLIENT_V4, KINDS, LOOPS, SERVICE_V4, WAIT,
-                             close, header, read_until_closed, run, serve)
+from support.loops import LOOPS, run
+from adapter_support import (CLIENT_V4, KINDS, SERVICE_V4, WAIT, close, header,
+                             read_until_closed, serve)
 from proxyprotocol.acceptor import ConnectionInfo
 from proxyprotocol.aio import ProxiedTransport, wrap_protocol_factory
 from proxyprotocol.header import ParsedHeader

@@ -40,8 +40,11 @@ from proxyprotocol.server.tlsinfo import cert_summary
 from proxyprotocol.tlv import ProxyProtocolTLV
 from proxyprotocol.v2 import ProxyProtocolV2
 
-from peers import (LOOPS, WAIT, Recorder, aconnect, ended, make_cert_files,
-                   needs_ipv6, read_all, run, running_proxy, service_address)
+from support.certs import make_cert_files
+from support.loops import LOOPS, run
+from support.net import needs_ipv6
+from peers import (WAIT, Recorder, aconnect, ended, read_all, running_proxy,
+                   service_address)
 
 pytestmark = pytest.mark.timeout(120)
 

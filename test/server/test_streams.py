@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from adapter_support import (CLIENT_V4, CLIENT_V6, KINDS, LOOPS, SERVICE_V4,
-                             WAIT, Listener, close, header, read_until_closed,
-                             run, serve, unix_path)
+from support.loops import LOOPS, run
+from adapter_support import (CLIENT_V4, CLIENT_V6, KINDS, SERVICE_V4, WAIT,
+                             Listener, close, header, read_until_closed, serve,
+                             unix_path)
 from proxyprotocol import ProxyProtocolError, ProxyProtocolSyntaxError
 from proxyprotocol.acceptor import (ConnectionInfo, ProxyProtocolEOFError,
                                     ProxyProtocolRejectedError,

@@ -17,9 +17,11 @@ from typing import Any, Optional
 
 import pytest
 
-from adapter_support import (CLIENT_V4, KINDS, LOOPS, WAIT, MemoryTLSClient,
-                             client_hello, close, header, make_certs,
-                             read_until_closed, run, serve)
+from support.certs import make_certs
+from support.loops import LOOPS, run
+from adapter_support import (CLIENT_V4, KINDS, WAIT, MemoryTLSClient,
+                             client_hello, close, header, read_until_closed,
+                             serve)
 from proxyprotocol.acceptor import ConnectionInfo
 from proxyprotocol.aio import stream_protocol_factory, wrap_protocol_factory
 from proxyprotocol.blocking import read_header

@@ -14,8 +14,8 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from adapter_support import (CLIENT_V4, CLIENT_V6, LOOPS, SERVICE_V4,
-                             SERVICE_V6, run)
+from support.loops import LOOPS, run
+from adapter_support import CLIENT_V4, CLIENT_V6, SERVICE_V4, SERVICE_V6
 from udp_support import HOSTS, peer, until
 
 from proxyprotocol import (ProxyProtocolChecksumError, ProxyProtocolError,

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from adapter_support import HAS_IPV6, LOOPS, run
+from support.loops import LOOPS, run
+from support.net import HAS_IPV6
 from udp_support import HOSTS, family, peer, until
 
 from proxyprotocol import parse_datagram

@@ -12,16 +12,11 @@ import socket
 import time
 from typing import Any, Callable, Optional
 
-import pytest
-
-from adapter_support import HAS_IPV6, WAIT
+from support.net import LOOPBACKS
+from adapter_support import WAIT
 
 #: Parameters for the two IP families, by loopback address.
-HOSTS = [
-    pytest.param('127.0.0.1', id='ipv4'),
-    pytest.param('::1', id='ipv6', marks=pytest.mark.skipif(
-        not HAS_IPV6, reason='no IPv6 loopback')),
-]
+HOSTS = LOOPBACKS
 
 
 class Peer(asyncio.DatagramProtocol):
